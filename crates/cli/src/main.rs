@@ -1,0 +1,35 @@
+//! `softalign`: soft-label preference alignment and the ADOPT optimizer, in one binary.
+//!
+//! Glue only: flags are parsed here (clap), validated into the libraries' settings, and handed
+//! to library functions. Every error ends the process with one line on stderr and exit status 2.
+
+use clap::{Parser, Subcommand};
+
+mod repro;
+
+/// Soft-label preference alignment (DPO, cDPO, GDPO, …) and the ADOPT optimizer.
+#[derive(Debug, Parser)]
+#[command(name = "softalign", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Reproduce the papers' analyses (toy problem, bandit, …).
+    #[command(subcommand)]
+    Repro(repro::ReproCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Repro(command) => repro::run(command),
+    };
+    if let Err(error) = result {
+        // One line: the chain of causes joined by ": ".
+        eprintln!("softalign: error: {error:#}");
+        std::process::exit(2);
+    }
+}

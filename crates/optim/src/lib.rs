@@ -1,0 +1,1 @@
+//! ADOPT, Adam, AdamW and AMSGrad for burn (work in progress: the rules land next).

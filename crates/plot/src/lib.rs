@@ -1,0 +1,289 @@
+//! PNG figures for softalign's reports: grids of panels, each holding line series (optionally
+//! with a shaded band, e.g. quartiles or a confidence interval) or bars (histograms).
+//!
+//! The font is embedded (DejaVu Sans, see `assets/DejaVuSans.LICENSE`), so figures render the
+//! same on any machine and the binary needs no system font library. Files are written to a
+//! temporary name and renamed, so a reader never sees half a PNG.
+
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use plotters::prelude::*;
+use plotters::style::{FontStyle, register_font};
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static REGISTER: Once = Once::new();
+
+/// Errors from drawing or writing a figure.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// plotters failed to draw or encode the picture.
+    #[error("{path}: drawing failed: {message}")]
+    Draw {
+        /// The figure being written.
+        path: PathBuf,
+        /// What plotters reported.
+        message: String,
+    },
+    /// The finished file could not be moved into place.
+    #[error("{path}: {source}")]
+    Io {
+        /// The figure being written.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// One line on a panel.
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    /// Legend entry.
+    pub label: String,
+    /// The line's points `(x, y)`, in x order.
+    pub points: Vec<(f64, f64)>,
+    /// Optional shaded band `(x, low, high)` drawn under the line.
+    pub band: Vec<(f64, f64, f64)>,
+}
+
+impl Series {
+    /// A line with no band.
+    pub fn line(label: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
+        Self { label: label.into(), points, band: Vec::new() }
+    }
+
+    /// A line with a shaded band.
+    pub fn with_band(mut self, band: Vec<(f64, f64, f64)>) -> Self {
+        self.band = band;
+        self
+    }
+}
+
+/// A bar chart: one bar per `(x, height)` of the given width, e.g. a histogram.
+#[derive(Debug, Clone, Default)]
+pub struct Bars {
+    /// Legend entry.
+    pub label: String,
+    /// `(left edge, height)` per bar.
+    pub bars: Vec<(f64, f64)>,
+    /// Width of every bar in x units.
+    pub width: f64,
+}
+
+/// One panel of a figure.
+#[derive(Debug, Clone, Default)]
+pub struct Panel {
+    /// Title above the panel.
+    pub title: String,
+    /// Label of the x axis.
+    pub x_label: String,
+    /// Label of the y axis.
+    pub y_label: String,
+    /// Lines, drawn in order with colours from a fixed palette.
+    pub series: Vec<Series>,
+    /// Bars, drawn beneath the lines (colours continue the palette after the lines).
+    pub bars: Vec<Bars>,
+    /// Fixed y range; computed from the data (with a margin) when `None`.
+    pub y_range: Option<(f64, f64)>,
+    /// Fixed x range; computed from the data when `None`.
+    pub x_range: Option<(f64, f64)>,
+}
+
+/// A grid of panels saved as one PNG.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    /// Title across the top.
+    pub title: String,
+    /// Panels, filled row by row.
+    pub panels: Vec<Panel>,
+    /// Panels per row.
+    pub columns: usize,
+    /// Size of each panel in pixels.
+    pub panel_size: (u32, u32),
+}
+
+/// The palette, chosen to stay distinguishable for common colour-vision deficiencies.
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(120, 120, 120),
+    RGBColor(0, 0, 0),
+];
+
+/// The colour of the `i`-th series of a panel.
+pub fn palette(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+fn register_embedded_font() {
+    REGISTER.call_once(|| {
+        // The font is compiled in and known to parse; registration cannot fail for it.
+        let _ = register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
+impl Figure {
+    /// Draw the figure and write it to `path` (PNG) atomically.
+    pub fn save(&self, path: &Path) -> Result<(), PlotError> {
+        register_embedded_font();
+        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let partial = path.with_file_name(format!(".{file_name}.partial.png"));
+        let draw_error = |e: &dyn std::fmt::Display| PlotError::Draw {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let columns = self.columns.max(1);
+        let rows = self.panels.len().div_ceil(columns).max(1);
+        let title_height = if self.title.is_empty() { 0 } else { 40 };
+        let size = (
+            self.panel_size.0 * columns as u32,
+            self.panel_size.1 * rows as u32 + title_height,
+        );
+        {
+            let root = BitMapBackend::new(&partial, size).into_drawing_area();
+            root.fill(&WHITE).map_err(|e| draw_error(&e))?;
+            let body = if self.title.is_empty() {
+                root.clone()
+            } else {
+                root.titled(&self.title, ("sans-serif", 26)).map_err(|e| draw_error(&e))?
+            };
+            let areas = body.split_evenly((rows, columns));
+            for (panel, area) in self.panels.iter().zip(areas.iter()) {
+                draw_panel(panel, area).map_err(|e| draw_error(&e))?;
+            }
+            root.present().map_err(|e| draw_error(&e))?;
+        }
+        std::fs::rename(&partial, path).map_err(|source| PlotError::Io { path: path.to_path_buf(), source })
+    }
+}
+
+fn data_ranges(panel: &Panel) -> ((f64, f64), (f64, f64)) {
+    let mut x = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut y = (f64::INFINITY, f64::NEG_INFINITY);
+    let mut see = |px: f64, py: f64| {
+        if px.is_finite() && py.is_finite() {
+            x = (x.0.min(px), x.1.max(px));
+            y = (y.0.min(py), y.1.max(py));
+        }
+    };
+    for s in &panel.series {
+        s.points.iter().for_each(|&(px, py)| see(px, py));
+        s.band.iter().for_each(|&(px, lo, hi)| {
+            see(px, lo);
+            see(px, hi)
+        });
+    }
+    for b in &panel.bars {
+        b.bars.iter().for_each(|&(px, h)| {
+            see(px, 0.0);
+            see(px + b.width, h)
+        });
+    }
+    if !x.0.is_finite() {
+        x = (0.0, 1.0);
+        y = (0.0, 1.0);
+    }
+    if x.1 <= x.0 {
+        x.1 = x.0 + 1.0;
+    }
+    let margin = ((y.1 - y.0) * 0.05).max(1e-9);
+    ((x.0, x.1), (y.0 - margin, y.1 + margin))
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    panel: &Panel,
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let (auto_x, auto_y) = data_ranges(panel);
+    let (x0, x1) = panel.x_range.unwrap_or(auto_x);
+    let (y0, y1) = panel.y_range.unwrap_or(auto_y);
+    let mut chart = ChartBuilder::on(area)
+        .caption(&panel.title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(52)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    chart
+        .configure_mesh()
+        .x_desc(panel.x_label.as_str())
+        .y_desc(panel.y_label.as_str())
+        .label_style(("sans-serif", 12))
+        .light_line_style(RGBColor(235, 235, 235))
+        .draw()?;
+    let line_count = panel.series.len();
+    for (i, bars) in panel.bars.iter().enumerate() {
+        let color = palette(line_count + i);
+        chart
+            .draw_series(bars.bars.iter().map(|&(x, h)| {
+                Rectangle::new([(x, 0.0), (x + bars.width, h)], color.mix(0.55).filled())
+            }))?
+            .label(bars.label.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.55).filled()));
+    }
+    for (i, series) in panel.series.iter().enumerate() {
+        let color = palette(i);
+        if !series.band.is_empty() {
+            let upper = series.band.iter().map(|&(x, _, hi)| (x, hi));
+            let lower = series.band.iter().rev().map(|&(x, lo, _)| (x, lo));
+            chart.draw_series(std::iter::once(Polygon::new(
+                upper.chain(lower).collect::<Vec<_>>(),
+                color.mix(0.18).filled(),
+            )))?;
+        }
+        chart
+            .draw_series(LineSeries::new(series.points.iter().copied(), color.stroke_width(2)))?
+            .label(series.label.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+    }
+    if panel.series.iter().any(|s| !s.label.is_empty()) || panel.bars.iter().any(|b| !b.label.is_empty()) {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(200, 200, 200))
+            .label_font(("sans-serif", 12))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_a_png_atomically() {
+        let dir = std::env::temp_dir().join(format!("softalign-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("figure.png");
+        let figure = Figure {
+            title: "test".into(),
+            columns: 2,
+            panel_size: (300, 200),
+            panels: vec![
+                Panel {
+                    title: "lines".into(),
+                    series: vec![Series::line("a", vec![(0.0, 0.0), (1.0, 1.0)])
+                        .with_band(vec![(0.0, -0.1, 0.1), (1.0, 0.9, 1.1)])],
+                    ..Panel::default()
+                },
+                Panel {
+                    title: "bars".into(),
+                    bars: vec![Bars { label: "h".into(), bars: vec![(0.0, 3.0), (1.0, 5.0)], width: 1.0 }],
+                    ..Panel::default()
+                },
+            ],
+        };
+        figure.save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[1..4], b"PNG");
+        assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("partial")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

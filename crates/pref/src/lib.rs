@@ -1,0 +1,1 @@
+//! Preference losses with soft labels (work in progress).

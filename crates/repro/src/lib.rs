@@ -1,0 +1,7 @@
+//! The papers' analyses as library functions, one module per reproduction, each headed by what
+//! it shows. The `softalign repro …` commands are thin wrappers around these.
+
+#![deny(missing_docs)]
+
+mod output;
+pub use output::{ReproError, write_json_atomic};
