@@ -1,0 +1,366 @@
+//! Model shape and hyper-parameters, read from Hugging Face `config.json` (transformers 4 and 5
+//! layouts) or from GGUF metadata, and written back as a `config.json` that transformers loads.
+
+use std::path::Path;
+
+use serde_json::{Map, Value, json};
+
+use crate::error::{ModelError, Result};
+
+/// The shape of a Llama-family decoder: RMSNorm, rotary embeddings, grouped-query attention,
+/// SwiGLU MLP, tied or untied output head.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlamaConfig {
+    /// Number of tokens in the vocabulary (rows of the embedding).
+    pub vocab_size: usize,
+    /// Width of the residual stream.
+    pub hidden_size: usize,
+    /// Width of the SwiGLU hidden layer.
+    pub intermediate_size: usize,
+    /// Number of decoder blocks.
+    pub num_hidden_layers: usize,
+    /// Number of query heads.
+    pub num_attention_heads: usize,
+    /// Number of key/value heads (grouped-query attention when fewer than the query heads).
+    pub num_key_value_heads: usize,
+    /// Width of one attention head.
+    pub head_dim: usize,
+    /// ε added to the mean square in RMSNorm.
+    pub rms_norm_eps: f64,
+    /// Base of the rotary frequencies (θ).
+    pub rope_theta: f64,
+    /// Whether the output head shares the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// Longest context the checkpoint was trained for.
+    pub max_position_embeddings: usize,
+    /// Beginning-of-sequence token, if the model has one.
+    pub bos_token_id: Option<u32>,
+    /// Tokens that end generation.
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl LlamaConfig {
+    /// The SmolLM2-135M shape (30 blocks, width 576, FFN 1536, 9/3 heads, vocabulary 49,152, tied).
+    pub fn smollm2_135m() -> Self {
+        Self {
+            vocab_size: 49152,
+            hidden_size: 576,
+            intermediate_size: 1536,
+            num_hidden_layers: 30,
+            num_attention_heads: 9,
+            num_key_value_heads: 3,
+            head_dim: 64,
+            rms_norm_eps: 1e-5,
+            rope_theta: 100_000.0,
+            tie_word_embeddings: true,
+            max_position_embeddings: 8192,
+            bos_token_id: Some(1),
+            eos_token_ids: vec![2],
+        }
+    }
+
+    /// Number of query heads that share one key/value head.
+    pub fn group_size(&self) -> usize {
+        self.num_attention_heads / self.num_key_value_heads
+    }
+
+    /// Checks that the numbers fit together; `path` names the source in the error.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let fail = |field: &str, problem: String| ModelError::Config {
+            path: path.to_path_buf(),
+            field: field.to_string(),
+            problem,
+        };
+        for (field, value) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.num_key_value_heads),
+            ("head_dim", self.head_dim),
+        ] {
+            if value == 0 {
+                return Err(fail(field, "must be positive".into()));
+            }
+        }
+        if self.num_attention_heads % self.num_key_value_heads != 0 {
+            return Err(fail(
+                "num_key_value_heads",
+                format!(
+                    "{} does not divide num_attention_heads {}",
+                    self.num_key_value_heads, self.num_attention_heads
+                ),
+            ));
+        }
+        if self.head_dim % 2 != 0 {
+            return Err(fail(
+                "head_dim",
+                format!("{} is odd; rotary embeddings need an even width", self.head_dim),
+            ));
+        }
+        if !(self.rms_norm_eps > 0.0) {
+            return Err(fail("rms_norm_eps", "must be positive".into()));
+        }
+        if !(self.rope_theta > 0.0) {
+            return Err(fail("rope_theta", "must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// Reads a Hugging Face `config.json`, as transformers 4 writes it (`rope_theta` at the top
+    /// level) or as transformers 5 writes it (`rope_parameters.rope_theta`); `head_dim` is taken
+    /// when present and derived from `hidden_size / num_attention_heads` otherwise.
+    pub fn from_hf_json_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(crate::error::io_error(path))?;
+        let value: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_hf_json(&value, path)
+    }
+
+    /// Reads a parsed `config.json`; `path` names the source in errors.
+    pub fn from_hf_json(value: &Value, path: &Path) -> Result<Self> {
+        let fail = |field: &str, problem: &str| ModelError::Config {
+            path: path.to_path_buf(),
+            field: field.to_string(),
+            problem: problem.to_string(),
+        };
+        let object = value
+            .as_object()
+            .ok_or_else(|| fail("(top level)", "expected a json object"))?;
+        let usize_field = |field: &str| -> Result<Option<usize>> {
+            match object.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_u64()
+                    .map(|n| Some(n as usize))
+                    .ok_or_else(|| fail(field, "expected a non-negative integer")),
+            }
+        };
+        let required = |field: &str| -> Result<usize> {
+            usize_field(field)?.ok_or_else(|| fail(field, "missing"))
+        };
+        if let Some(model_type) = object.get("model_type").and_then(Value::as_str)
+            && model_type != "llama"
+        {
+            return Err(fail(
+                "model_type",
+                &format!("{model_type} is not supported (llama only)"),
+            ));
+        }
+        for flag in ["attention_bias", "mlp_bias"] {
+            if object.get(flag).and_then(Value::as_bool) == Some(true) {
+                return Err(fail(flag, "biases are not supported"));
+            }
+        }
+        if let Some(act) = object.get("hidden_act").and_then(Value::as_str)
+            && act != "silu"
+        {
+            return Err(fail("hidden_act", &format!("{act} is not supported (silu only)")));
+        }
+        let hidden_size = required("hidden_size")?;
+        let num_attention_heads = required("num_attention_heads")?;
+        let num_key_value_heads =
+            usize_field("num_key_value_heads")?.unwrap_or(num_attention_heads);
+        let head_dim = match usize_field("head_dim")? {
+            Some(d) => d,
+            None => {
+                if num_attention_heads == 0 || hidden_size % num_attention_heads != 0 {
+                    return Err(fail(
+                        "head_dim",
+                        "missing, and hidden_size is not a multiple of num_attention_heads",
+                    ));
+                }
+                hidden_size / num_attention_heads
+            }
+        };
+        let rope_theta = rope_theta(object).map_err(|(field, problem)| fail(&field, &problem))?;
+        let rms_norm_eps = match object.get("rms_norm_eps") {
+            None | Some(Value::Null) => 1e-6,
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| fail("rms_norm_eps", "expected a number"))?,
+        };
+        let tie_word_embeddings = match object.get("tie_word_embeddings") {
+            // transformers' PretrainedConfig default.
+            None | Some(Value::Null) => true,
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| fail("tie_word_embeddings", "expected true or false"))?,
+        };
+        let token_ids = |field: &str| -> Result<Vec<u32>> {
+            match object.get(field) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| {
+                        v.as_u64()
+                            .map(|n| n as u32)
+                            .ok_or_else(|| fail(field, "expected token ids"))
+                    })
+                    .collect(),
+                Some(v) => v
+                    .as_u64()
+                    .map(|n| vec![n as u32])
+                    .ok_or_else(|| fail(field, "expected a token id")),
+            }
+        };
+        let config = Self {
+            vocab_size: required("vocab_size")?,
+            hidden_size,
+            intermediate_size: required("intermediate_size")?,
+            num_hidden_layers: required("num_hidden_layers")?,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            rms_norm_eps,
+            rope_theta,
+            tie_word_embeddings,
+            max_position_embeddings: usize_field("max_position_embeddings")?.unwrap_or(2048),
+            bos_token_id: token_ids("bos_token_id")?.first().copied(),
+            eos_token_ids: token_ids("eos_token_id")?,
+        };
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// The `config.json` that transformers (4 and 5) loads as `LlamaForCausalLM`.
+    ///
+    /// The rotary base is written both at the top level (transformers 4) and under
+    /// `rope_parameters` (transformers 5).
+    pub fn to_hf_json(&self) -> Value {
+        let eos = match self.eos_token_ids.as_slice() {
+            [] => Value::Null,
+            [one] => json!(one),
+            many => json!(many),
+        };
+        json!({
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "attention_bias": false,
+            "attention_dropout": 0.0,
+            "mlp_bias": false,
+            "hidden_act": "silu",
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "head_dim": self.head_dim,
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta,
+            "rope_scaling": null,
+            "rope_parameters": { "rope_type": "default", "rope_theta": self.rope_theta },
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "max_position_embeddings": self.max_position_embeddings,
+            "bos_token_id": self.bos_token_id,
+            "eos_token_id": eos,
+            "torch_dtype": "float32",
+            "dtype": "float32",
+            "use_cache": true,
+        })
+    }
+}
+
+/// The rotary base from either layout; rope scaling other than the default is refused rather than
+/// silently ignored.
+fn rope_theta(object: &Map<String, Value>) -> std::result::Result<f64, (String, String)> {
+    let check_type = |field: &str, params: &Value| -> std::result::Result<(), (String, String)> {
+        let kind = params
+            .get("rope_type")
+            .or_else(|| params.get("type"))
+            .and_then(Value::as_str);
+        match kind {
+            None | Some("default") => Ok(()),
+            Some(other) => Err((
+                format!("{field}.rope_type"),
+                format!("{other} rope scaling is not supported"),
+            )),
+        }
+    };
+    if let Some(params) = object.get("rope_parameters").filter(|v| !v.is_null()) {
+        check_type("rope_parameters", params)?;
+        if let Some(theta) = params.get("rope_theta") {
+            return theta.as_f64().ok_or_else(|| {
+                ("rope_parameters.rope_theta".into(), "expected a number".into())
+            });
+        }
+    }
+    if let Some(params) = object.get("rope_scaling").filter(|v| !v.is_null()) {
+        check_type("rope_scaling", params)?;
+    }
+    match object.get("rope_theta") {
+        // transformers' LlamaConfig default.
+        None | Some(Value::Null) => Ok(10_000.0),
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| ("rope_theta".into(), "expected a number".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(value: Value) -> Result<LlamaConfig> {
+        LlamaConfig::from_hf_json(&value, Path::new("config.json"))
+    }
+
+    fn base() -> Value {
+        json!({
+            "model_type": "llama", "vocab_size": 100, "hidden_size": 64, "intermediate_size": 96,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "rms_norm_eps": 1e-5, "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": [2, 3]
+        })
+    }
+
+    #[test]
+    fn transformers_4_layout_reads_top_level_rope_theta_and_derives_head_dim() {
+        let mut v = base();
+        v["rope_theta"] = json!(50000.0);
+        let c = parse(v).unwrap();
+        assert_eq!(c.rope_theta, 50000.0);
+        assert_eq!(c.head_dim, 16);
+        assert_eq!(c.eos_token_ids, vec![2, 3]);
+        assert_eq!(c.bos_token_id, Some(1));
+        assert!(!c.tie_word_embeddings);
+    }
+
+    #[test]
+    fn transformers_5_layout_reads_rope_parameters_and_explicit_head_dim() {
+        let mut v = base();
+        v["rope_parameters"] = json!({"rope_type": "default", "rope_theta": 123.0});
+        v["head_dim"] = json!(8);
+        let c = parse(v).unwrap();
+        assert_eq!(c.rope_theta, 123.0);
+        assert_eq!(c.head_dim, 8);
+    }
+
+    #[test]
+    fn written_config_reads_back_identically() {
+        let c = LlamaConfig::smollm2_135m();
+        let back = parse(c.to_hf_json()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn bad_fields_name_the_field() {
+        let mut v = base();
+        v["rope_scaling"] = json!({"rope_type": "llama3", "factor": 8.0});
+        let e = parse(v).unwrap_err().to_string();
+        assert!(e.contains("rope_scaling.rope_type"), "{e}");
+
+        let mut v = base();
+        v["num_key_value_heads"] = json!(3);
+        let e = parse(v).unwrap_err().to_string();
+        assert!(e.starts_with("config.json: num_key_value_heads"), "{e}");
+
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("hidden_size");
+        let e = parse(v).unwrap_err().to_string();
+        assert_eq!(e, "config.json: hidden_size: missing");
+    }
+}

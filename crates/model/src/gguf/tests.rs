@@ -1,0 +1,169 @@
+//! Reader tests on GGUF files built in memory by [`super::writer`].
+
+use std::path::Path;
+
+use super::writer::GgufWriter;
+use super::*;
+
+const ONE: u16 = 0x3c00; // 1.0 in f16
+const HALF: u16 = 0x3800; // 0.5
+const MINUS_ONE_AND_HALF: u16 = 0xbe00; // -1.5
+const TWO: u16 = 0x4000; // 2.0
+
+#[test]
+fn f16_conversion_covers_normals_subnormals_and_specials() {
+    assert_eq!(f16_to_f32(ONE), 1.0);
+    assert_eq!(f16_to_f32(MINUS_ONE_AND_HALF), -1.5);
+    assert_eq!(f16_to_f32(0x7bff), 65504.0);
+    assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+    assert_eq!(f16_to_f32(0x8001), -(2f32.powi(-24)));
+    assert_eq!(f16_to_f32(0x0000), 0.0);
+    assert!(f16_to_f32(0x8000).is_sign_negative());
+    assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
+    assert!(f16_to_f32(0x7e00).is_nan());
+}
+
+#[test]
+fn q8_0_block_is_scale_times_signed_bytes() {
+    let mut block = HALF.to_le_bytes().to_vec();
+    block.extend((0..32).map(|i| (i as i8 - 16) as u8));
+    let values = dequantize(GgmlType::Q8_0, &block);
+    let want: Vec<f32> = (0..32).map(|i| (i - 16) as f32 * 0.5).collect();
+    assert_eq!(values, want);
+}
+
+#[test]
+fn q4_0_block_puts_low_nibbles_first_and_centres_on_eight() {
+    let mut block = TWO.to_le_bytes().to_vec();
+    // byte j: low nibble j, high nibble 15 − j.
+    block.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+    let values = dequantize(GgmlType::Q4_0, &block);
+    let mut want: Vec<f32> = (0..16).map(|j| (j - 8) as f32 * 2.0).collect();
+    want.extend((0..16).map(|j| (15 - j - 8) as f32 * 2.0));
+    assert_eq!(values, want);
+}
+
+#[test]
+fn q4_1_block_is_scale_times_nibble_plus_minimum() {
+    let mut block = HALF.to_le_bytes().to_vec();
+    block.extend(MINUS_ONE_AND_HALF.to_le_bytes());
+    block.extend((0..16u8).map(|j| j | ((15 - j) << 4)));
+    let values = dequantize(GgmlType::Q4_1, &block);
+    assert_eq!(values[0], -1.5);
+    assert_eq!(values[3], 3.0 * 0.5 - 1.5);
+    assert_eq!(values[15], 15.0 * 0.5 - 1.5);
+    assert_eq!(values[16], 15.0 * 0.5 - 1.5);
+    assert_eq!(values[31], -1.5);
+    assert_eq!(values.len(), 32);
+}
+
+#[test]
+fn f16_and_bf16_tensors_widen() {
+    let raw: Vec<u8> = [ONE, TWO].iter().flat_map(|b| b.to_le_bytes()).collect();
+    assert_eq!(dequantize(GgmlType::F16, &raw), vec![1.0, 2.0]);
+    let raw: Vec<u8> = [0x3f80u16, 0xc000].iter().flat_map(|b| b.to_le_bytes()).collect();
+    assert_eq!(dequantize(GgmlType::Bf16, &raw), vec![1.0, -2.0]);
+}
+
+fn one_tensor_file(kind: GgmlType, dims: Vec<usize>, raw: Vec<u8>) -> Vec<u8> {
+    let mut w = GgufWriter::default();
+    w.meta("general.architecture", GgufValue::String("llama".into()));
+    w.tensors.push(("t.weight".into(), dims, kind, raw));
+    w.to_bytes()
+}
+
+#[test]
+fn quantised_tensor_reads_back_through_the_file() {
+    let mut raw = Vec::new();
+    for row in 0..2u8 {
+        raw.extend(ONE.to_le_bytes());
+        raw.extend((0..32).map(|i| (i as i8 - row as i8) as u8));
+    }
+    let bytes = one_tensor_file(GgmlType::Q8_0, vec![32, 2], raw);
+    let file = GgufFile::parse(Path::new("q.gguf"), bytes).unwrap();
+    assert_eq!(file.version, 3);
+    let t = file.dequantize("t.weight").unwrap();
+    assert_eq!(t.shape, vec![2, 32]);
+    assert_eq!(t.data[32], -1.0);
+    assert_eq!(t.data[63], 30.0);
+}
+
+fn parse_err(bytes: Vec<u8>) -> String {
+    GgufFile::parse(Path::new("bad.gguf"), bytes)
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn wrong_magic_is_named() {
+    let mut bytes = one_tensor_file(GgmlType::F32, vec![2], vec![0; 8]);
+    bytes[0] = b'X';
+    let e = parse_err(bytes);
+    assert!(e.starts_with("bad.gguf: not a gguf file"), "{e}");
+    assert!(!e.contains('\n'));
+}
+
+#[test]
+fn truncated_header_and_truncated_data_are_named() {
+    let bytes = one_tensor_file(GgmlType::F32, vec![4, 2], vec![0; 32]);
+    let e = parse_err(bytes[..30].to_vec());
+    assert!(e.starts_with("bad.gguf: truncated at byte"), "{e}");
+    let e = parse_err(bytes[..bytes.len() - 4].to_vec());
+    assert!(
+        e.starts_with("bad.gguf: tensor t.weight: data at bytes") && e.contains("truncated"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_and_unsupported_tensor_types_are_named() {
+    let mut bytes = one_tensor_file(GgmlType::F32, vec![2], vec![0; 8]);
+    // The type id is the u32 before the tensor's u64 offset, i.e. 12 bytes before the end of the
+    // directory entry; find it by rewriting the first F32 type id after the tensor name.
+    let name_at = bytes.windows(8).position(|w| w == b"t.weight").unwrap();
+    let type_at = name_at + 8 + 4 + 8;
+    bytes[type_at..type_at + 4].copy_from_slice(&99u32.to_le_bytes());
+    assert_eq!(parse_err(bytes.clone()), "bad.gguf: tensor t.weight: unknown tensor type 99");
+    bytes[type_at..type_at + 4].copy_from_slice(&14u32.to_le_bytes());
+    assert_eq!(
+        parse_err(bytes),
+        "bad.gguf: tensor t.weight: type q6_k is not supported (f32, f16, bf16, q8_0, q4_0, q4_1)"
+    );
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let bytes = one_tensor_file(GgmlType::F32, vec![2], vec![0; 8]);
+    let file = GgufFile::parse(Path::new("m.gguf"), bytes).unwrap();
+    assert_eq!(
+        file.dequantize("blk.0.attn_q.weight").unwrap_err().to_string(),
+        "m.gguf: missing tensor blk.0.attn_q.weight"
+    );
+}
+
+#[test]
+fn unpermute_inverts_llama_cpp_permute() {
+    // llama.cpp: w.reshape(heads, 2, d/2, cols).swapaxes(1, 2).reshape(rows, cols).
+    let (heads, d, cols) = (3, 4, 2);
+    let rows = heads * d;
+    let hf: Vec<f32> = (0..rows * cols).map(|x| x as f32).collect();
+    let mut permuted = vec![0.0; rows * cols];
+    for h in 0..heads {
+        for s in 0..2 {
+            for i in 0..d / 2 {
+                let src = h * d + s * (d / 2) + i;
+                let dst = h * d + i * 2 + s;
+                permuted[dst * cols..(dst + 1) * cols]
+                    .copy_from_slice(&hf[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    let back = unpermute_rotary_rows(
+        &HostTensor {
+            shape: vec![rows, cols],
+            data: permuted,
+        },
+        heads,
+    );
+    assert_eq!(back.data, hf);
+}

@@ -1,0 +1,184 @@
+//! Llama-family causal language models for burn (SmolLM2, TinyLlama, Llama 2/3-style
+//! checkpoints): the model, its weights in and out, its tokenizer, and generation.
+//!
+//! - [`LlamaModel`]: RMSNorm, rotary embeddings (half-split layout, configurable base),
+//!   grouped-query attention, SwiGLU, tied or untied head. [`LlamaModel::forward`] gives the
+//!   causal logits of whole sequences for training; [`LlamaModel::forward_cached`] decodes
+//!   incrementally with a [`KvCache`].
+//! - [`load_pretrained`] reads a Hugging Face folder (`config.json`, `*.safetensors`,
+//!   `tokenizer.json`) or a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, dequantised to f32;
+//!   tokenizer rebuilt from its vocabulary). [`save_pretrained`] writes the Hugging Face layout
+//!   that `transformers` loads.
+//! - [`TextTokenizer`] encodes exactly as the model's own tokenizer does and renders the chat
+//!   template; [`generate`] decodes greedily or by seeded sampling.
+//!
+//! ```
+//! use burn::tensor::{Device, Int, Tensor, TensorData};
+//! use softalign_model::{LlamaConfig, LlamaModel, next_token_logps};
+//!
+//! let config = LlamaConfig { vocab_size: 50, hidden_size: 16, intermediate_size: 24,
+//!     num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 4,
+//!     ..LlamaConfig::smollm2_135m() };
+//! let device = Device::default();
+//! let model = LlamaModel::init(&config, &device);
+//! let tokens = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 1, 4, 1, 5], [1, 5]), &device);
+//! let logits = model.forward(tokens.clone());
+//! assert_eq!(logits.dims(), [1, 5, 50]);
+//! let logps = next_token_logps(logits, tokens); // [1, 4], each ≤ 0
+//! assert!(logps.into_data().iter::<f32>().all(|x| x <= 0.0));
+//! ```
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod gguf;
+pub mod model;
+pub mod tokenizer;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use serde_json::Value;
+
+pub use config::LlamaConfig;
+pub use error::{ModelError, Result};
+pub use generate::{GenerationConfig, Sampling, TextStream, generate, sample_token};
+pub use gguf::GgufFile;
+pub use model::{KvCache, LlamaModel, next_token_logps, token_logps};
+pub use tokenizer::{ChatFormat, ChatMessage, TextTokenizer};
+pub use weights::{HostTensor, WeightMap};
+
+use error::io_error;
+
+/// A model with its tokenizer, as loaded from disk.
+#[derive(Debug)]
+pub struct Pretrained {
+    /// The network.
+    pub model: LlamaModel,
+    /// Its tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// Where it was loaded from.
+    pub source: PathBuf,
+}
+
+impl Pretrained {
+    /// Tokens that end generation: the model's EOS ids, and in chat mode the end-of-turn tokens
+    /// of its chat format.
+    pub fn stop_tokens(&self, chat: bool) -> Vec<u32> {
+        let mut stops = self.model.config.eos_token_ids.clone();
+        if chat {
+            for id in self.tokenizer.end_of_turn_ids() {
+                if !stops.contains(&id) {
+                    stops.push(id);
+                }
+            }
+        }
+        stops
+    }
+}
+
+/// Whether `path` is a GGUF file (by extension or magic number).
+fn is_gguf(path: &Path) -> bool {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        return true;
+    }
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok_and(|_| &magic == b"GGUF")
+}
+
+/// Loads a model and its tokenizer onto `device` from a Hugging Face model folder (or a file in
+/// one) or from a `.gguf` file.
+pub fn load_pretrained(path: &Path, device: &Device) -> Result<Pretrained> {
+    if path.is_file() && is_gguf(path) {
+        return load_gguf(path, device);
+    }
+    let folder = if path.is_dir() {
+        path.to_path_buf()
+    } else if path.is_file() {
+        path.parent().unwrap_or(Path::new(".")).to_path_buf()
+    } else {
+        return Err(ModelError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+        });
+    };
+    load_hf_folder(&folder, device)
+}
+
+/// Loads a GGUF file: configuration and tokenizer from its metadata, weights dequantised to f32.
+pub fn load_gguf(path: &Path, device: &Device) -> Result<Pretrained> {
+    let file = GgufFile::read(path)?;
+    let config = file.llama_config()?;
+    let tokenizer = file.vocabulary()?.to_tokenizer(path)?;
+    let weights = file.llama_weights(&config)?;
+    drop(file);
+    let model = LlamaModel::from_weights(&config, weights, device)?;
+    Ok(Pretrained {
+        model,
+        tokenizer,
+        source: path.to_path_buf(),
+    })
+}
+
+/// Loads a Hugging Face folder: `config.json`, `*.safetensors`, `tokenizer.json` (and
+/// `tokenizer_config.json`, `generation_config.json` when present).
+pub fn load_hf_folder(folder: &Path, device: &Device) -> Result<Pretrained> {
+    let mut config = LlamaConfig::from_hf_json_file(&folder.join("config.json"))?;
+    let generation = folder.join("generation_config.json");
+    if generation.exists() {
+        let text = std::fs::read_to_string(&generation).map_err(io_error(&generation))?;
+        let value: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+            path: generation.clone(),
+            source,
+        })?;
+        let ids: Vec<u32> = match value.get("eos_token_id") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|v| v.as_u64().map(|n| n as u32))
+                .collect(),
+            Some(v) => v.as_u64().map(|n| n as u32).into_iter().collect(),
+            None => Vec::new(),
+        };
+        for id in ids {
+            if !config.eos_token_ids.contains(&id) {
+                config.eos_token_ids.push(id);
+            }
+        }
+    }
+    let tokenizer = TextTokenizer::from_file(&folder.join("tokenizer.json"))?;
+    let weights = WeightMap::read_hf_folder(folder)?;
+    let model = LlamaModel::from_weights(&config, weights, device)?;
+    Ok(Pretrained {
+        model,
+        tokenizer,
+        source: folder.to_path_buf(),
+    })
+}
+
+/// Writes `model` and `tokenizer` into `folder` in the Hugging Face layout that
+/// `transformers.AutoModelForCausalLM.from_pretrained` loads: `model.safetensors` (f32),
+/// `config.json`, `generation_config.json`, `tokenizer.json`, `tokenizer_config.json`. Each file
+/// is written to a temporary name and renamed into place.
+pub fn save_pretrained(model: &LlamaModel, tokenizer: &TextTokenizer, folder: &Path) -> Result<()> {
+    std::fs::create_dir_all(folder).map_err(io_error(folder))?;
+    weights::write_safetensors(&folder.join("model.safetensors"), &model.to_weights())?;
+    let config = &model.config;
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("json value serialises");
+    weights::write_atomic(
+        &folder.join("config.json"),
+        pretty(&config.to_hf_json()).as_bytes(),
+    )?;
+    let generation = serde_json::json!({
+        "bos_token_id": config.bos_token_id,
+        "eos_token_id": config.to_hf_json()["eos_token_id"],
+    });
+    weights::write_atomic(
+        &folder.join("generation_config.json"),
+        pretty(&generation).as_bytes(),
+    )?;
+    tokenizer.save(folder)
+}

@@ -1,0 +1,363 @@
+//! The Llama-family decoder as a burn module.
+//!
+//! Linear weights are stored as `[in, out]` so that a layer is one `x · W` matmul; the Hugging Face
+//! `[out, in]` layout is restored when weights are saved (see [`crate::weights`]). The hidden
+//! state stays a `[batch · time, width]` matrix between blocks, and attention runs on
+//! `[batch, heads, time, head_dim]` tensors through burn's fused attention (all heads at once;
+//! key/value heads are broadcast to their query groups, never looped over).
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::silu;
+use burn::tensor::module::{attention, embedding};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+
+use crate::config::LlamaConfig;
+
+/// Root-mean-square normalisation with a learned gain: `x / √(mean(x²) + ε) · w`.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    /// Per-channel gain, `[width]`.
+    pub weight: Param<Tensor<1>>,
+    /// ε added to the mean square.
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    fn new(width: usize, eps: f64, device: &Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::ones([width], device)),
+            eps,
+        }
+    }
+
+    /// Normalises each row of `x: [rows, width]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let inverse_rms = (x.clone().square().mean_dim(1) + self.eps).sqrt().recip();
+        x * inverse_rms * self.weight.val().unsqueeze::<2>()
+    }
+}
+
+/// Grouped-query self-attention with rotary position embeddings (Hugging Face half-split
+/// "rotate_half" layout).
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Query projection, `[width, heads · head_dim]`.
+    pub q_proj: Param<Tensor<2>>,
+    /// Key projection, `[width, kv_heads · head_dim]`.
+    pub k_proj: Param<Tensor<2>>,
+    /// Value projection, `[width, kv_heads · head_dim]`.
+    pub v_proj: Param<Tensor<2>>,
+    /// Output projection, `[heads · head_dim, width]`.
+    pub o_proj: Param<Tensor<2>>,
+    /// Number of query heads.
+    pub num_heads: usize,
+    /// Number of key/value heads.
+    pub num_kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+/// Rotary tables for a run of positions: `cos` and `sin` of shape `[1, 1, time, head_dim / 2]`.
+struct Rotary {
+    cos: Tensor<4>,
+    sin: Tensor<4>,
+}
+
+impl Rotary {
+    /// Tables for positions `start .. start + len`, computed in f32 the way transformers does
+    /// (`inv_freq = 1 / θ^(2i/d)`, angle = position · inv_freq).
+    fn new(theta: f64, head_dim: usize, start: usize, len: usize, device: &Device) -> Self {
+        let half = head_dim / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
+            .collect();
+        let mut cos = Vec::with_capacity(len * half);
+        let mut sin = Vec::with_capacity(len * half);
+        for position in start..start + len {
+            for &f in &inv_freq {
+                let angle = position as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        let table = |values| Tensor::<4>::from_data(TensorData::new(values, [1, 1, len, half]), device);
+        Self {
+            cos: table(cos),
+            sin: table(sin),
+        }
+    }
+
+    /// Rotates `x: [batch, heads, time, head_dim]`: the first half of each head pairs with the
+    /// second half (`x·cos + rotate_half(x)·sin`).
+    fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        let [.., head_dim] = x.dims();
+        let half = head_dim / 2;
+        let x1 = x.clone().narrow(3, 0, half);
+        let x2 = x.narrow(3, half, half);
+        let first = x1.clone() * self.cos.clone() - x2.clone() * self.sin.clone();
+        let second = x2 * self.cos.clone() + x1 * self.sin.clone();
+        Tensor::cat(vec![first, second], 3)
+    }
+}
+
+impl Attention {
+    /// `x: [batch · time, width]` → `[batch · time, width]`. With a cache, the new keys and values
+    /// are appended to it and the queries attend to everything cached.
+    fn forward(
+        &self,
+        x: Tensor<2>,
+        batch: usize,
+        time: usize,
+        rotary: &Rotary,
+        cache: Option<&mut LayerCache>,
+    ) -> Tensor<2> {
+        let (h, kv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let heads = |t: Tensor<2>, n: usize| t.reshape([batch, time, n, d]).swap_dims(1, 2);
+        let q = rotary.apply(heads(x.clone().matmul(self.q_proj.val()), h));
+        let mut k = rotary.apply(heads(x.clone().matmul(self.k_proj.val()), kv));
+        let mut v = heads(x.matmul(self.v_proj.val()), kv);
+        if let Some(cache) = cache {
+            if let Some((past_k, past_v)) = cache.take() {
+                k = Tensor::cat(vec![past_k, k], 2);
+                v = Tensor::cat(vec![past_v, v], 2);
+            }
+            *cache = Some((k.clone(), v.clone()));
+        }
+        let (k, v) = (self.expand_groups(k), self.expand_groups(v));
+        let options = AttentionModuleOptions {
+            scale: Some(1.0 / (d as f64).sqrt()),
+            softcap: None,
+            // Bottom-right aligned: with a cache, query i sees keys up to past + i.
+            is_causal: true,
+        };
+        let context = attention(q, k, v, None, None, options);
+        context
+            .swap_dims(1, 2)
+            .reshape([batch * time, h * d])
+            .matmul(self.o_proj.val())
+    }
+
+    /// `[batch, kv_heads, time, d]` → `[batch, heads, time, d]`, each key/value head repeated for
+    /// the query heads of its group (transformers' `repeat_kv`).
+    fn expand_groups(&self, x: Tensor<4>) -> Tensor<4> {
+        let group = self.num_heads / self.num_kv_heads;
+        if group == 1 {
+            return x;
+        }
+        let [b, kv, t, d] = x.dims();
+        x.unsqueeze_dim::<5>(2)
+            .expand([b, kv, group, t, d])
+            .reshape([b, kv * group, t, d])
+    }
+}
+
+/// SwiGLU feed-forward block: `down(silu(x · gate) ⊙ (x · up))`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// Gate projection, `[width, ffn]`.
+    pub gate_proj: Param<Tensor<2>>,
+    /// Up projection, `[width, ffn]`.
+    pub up_proj: Param<Tensor<2>>,
+    /// Down projection, `[ffn, width]`.
+    pub down_proj: Param<Tensor<2>>,
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let gate = silu(x.clone().matmul(self.gate_proj.val()));
+        (gate * x.matmul(self.up_proj.val())).matmul(self.down_proj.val())
+    }
+}
+
+/// One pre-norm decoder block.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    /// Norm before attention.
+    pub input_layernorm: RmsNorm,
+    /// Self-attention.
+    pub self_attn: Attention,
+    /// Norm before the MLP.
+    pub post_attention_layernorm: RmsNorm,
+    /// Feed-forward block.
+    pub mlp: Mlp,
+}
+
+type LayerCache = Option<(Tensor<4>, Tensor<4>)>;
+
+/// Keys and values of the positions seen so far, one entry per block, for incremental decoding.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<LayerCache>,
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `model`.
+    pub fn new(model: &LlamaModel) -> Self {
+        Self {
+            layers: vec![None; model.layers.len()],
+            len: 0,
+        }
+    }
+
+    /// Number of positions cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A Llama-family causal language model (`LlamaForCausalLM`).
+#[derive(Module, Debug)]
+pub struct LlamaModel {
+    /// Token embedding, `[vocab, width]`.
+    pub embed_tokens: Param<Tensor<2>>,
+    /// Decoder blocks.
+    pub layers: Vec<DecoderLayer>,
+    /// Final norm.
+    pub norm: RmsNorm,
+    /// Output head `[width, vocab]` when not tied to the embedding.
+    pub lm_head: Option<Param<Tensor<2>>>,
+    /// The shape and hyper-parameters.
+    #[module(skip)]
+    pub config: LlamaConfig,
+}
+
+impl LlamaModel {
+    /// A randomly initialised model (normal, σ = 0.02, as transformers initialises Llama; norm
+    /// gains one). Seed the device (`device.seed(s)`) for a reproducible draw.
+    pub fn init(config: &LlamaConfig, device: &Device) -> Self {
+        let normal = |shape: [usize; 2]| {
+            Param::from_tensor(Tensor::random(
+                shape,
+                Distribution::Normal(0.0, 0.02),
+                device,
+            ))
+        };
+        let (c, f) = (config.hidden_size, config.intermediate_size);
+        let (q, kv) = (
+            config.num_attention_heads * config.head_dim,
+            config.num_key_value_heads * config.head_dim,
+        );
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| DecoderLayer {
+                input_layernorm: RmsNorm::new(c, config.rms_norm_eps, device),
+                self_attn: Attention {
+                    q_proj: normal([c, q]),
+                    k_proj: normal([c, kv]),
+                    v_proj: normal([c, kv]),
+                    o_proj: normal([q, c]),
+                    num_heads: config.num_attention_heads,
+                    num_kv_heads: config.num_key_value_heads,
+                    head_dim: config.head_dim,
+                },
+                post_attention_layernorm: RmsNorm::new(c, config.rms_norm_eps, device),
+                mlp: Mlp {
+                    gate_proj: normal([c, f]),
+                    up_proj: normal([c, f]),
+                    down_proj: normal([f, c]),
+                },
+            })
+            .collect();
+        Self {
+            embed_tokens: normal([config.vocab_size, c]),
+            layers,
+            norm: RmsNorm::new(c, config.rms_norm_eps, device),
+            lm_head: (!config.tie_word_embeddings).then(|| normal([c, config.vocab_size])),
+            config: config.clone(),
+        }
+    }
+
+    /// Next-token logits at every position of `tokens: [batch, time]` under a causal mask:
+    /// `[batch, time, vocab]`. This is the training path (differentiable on an autodiff device).
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        let [batch, time] = tokens.dims();
+        let hidden = self.hidden_states(tokens, 0, None);
+        self.head(hidden).reshape([batch, time, self.config.vocab_size])
+    }
+
+    /// Feeds `tokens: [batch, time]` after the positions already in `cache`, appends their keys
+    /// and values to it, and returns the logits of the last position, `[batch, vocab]`.
+    pub fn forward_cached(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<2> {
+        let [batch, time] = tokens.dims();
+        let start = cache.len;
+        let hidden = self.hidden_states(tokens, start, Some(&mut cache.layers));
+        cache.len += time;
+        let width = self.config.hidden_size;
+        let last = hidden
+            .reshape([batch, time, width])
+            .narrow(1, time - 1, 1)
+            .reshape([batch, width]);
+        self.head(last)
+    }
+
+    /// Final-norm hidden states, `[batch · time, width]`.
+    fn hidden_states(
+        &self,
+        tokens: Tensor<2, Int>,
+        start: usize,
+        mut cache: Option<&mut Vec<LayerCache>>,
+    ) -> Tensor<2> {
+        let [batch, time] = tokens.dims();
+        let width = self.config.hidden_size;
+        let device = tokens.device();
+        let rotary = Rotary::new(
+            self.config.rope_theta,
+            self.config.head_dim,
+            start,
+            time,
+            &device,
+        );
+        let mut x = embedding(self.embed_tokens.val(), tokens).reshape([batch * time, width]);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| &mut c[i]);
+            let attended = layer.self_attn.forward(
+                layer.input_layernorm.forward(x.clone()),
+                batch,
+                time,
+                &rotary,
+                layer_cache,
+            );
+            x = x + attended;
+            x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
+        }
+        self.norm.forward(x)
+    }
+
+    /// Output head on `[rows, width]` hidden states → `[rows, vocab]` logits.
+    fn head(&self, hidden: Tensor<2>) -> Tensor<2> {
+        match &self.lm_head {
+            Some(head) => hidden.matmul(head.val()),
+            None => hidden.matmul(self.embed_tokens.val().transpose()),
+        }
+    }
+}
+
+/// Log-probability of each target token under `logits`: `logits: [batch, time, vocab]`,
+/// `targets: [batch, time]` → `[batch, time]`, computed as `logit[target] − logsumexp(logits)`
+/// (stable, and differentiable).
+///
+/// For next-token scoring pass `logits` of positions `0 .. n−1` and targets `tokens[1 ..]`; see
+/// [`next_token_logps`].
+pub fn token_logps(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
+    let max = logits.clone().max_dim(2).detach();
+    let shifted = logits - max;
+    let log_norm = shifted.clone().exp().sum_dim(2).log();
+    let picked = shifted.gather(2, targets.unsqueeze_dim::<3>(2));
+    (picked - log_norm).squeeze_dim::<2>(2)
+}
+
+/// Log-probability of every token after the first given the ones before it:
+/// `logits: [batch, time, vocab]` of `tokens: [batch, time]` → `[batch, time − 1]`.
+pub fn next_token_logps(logits: Tensor<3>, tokens: Tensor<2, Int>) -> Tensor<2> {
+    let [batch, time, vocab] = logits.dims();
+    let predicted = logits.narrow(1, 0, time - 1);
+    let targets = tokens.narrow(1, 1, time - 1);
+    debug_assert_eq!(predicted.dims(), [batch, time - 1, vocab]);
+    token_logps(predicted, targets)
+}
