@@ -31,6 +31,7 @@ mod error;
 mod format;
 mod formats;
 pub mod labels;
+mod non_finite;
 mod pair;
 mod problem;
 mod read;

@@ -9,6 +9,7 @@ use crate::DataError;
 use crate::format::Format;
 use crate::formats::{self, ConvertSettings};
 use crate::labels;
+use crate::non_finite;
 use crate::pair::PreferencePair;
 use crate::problem::{Location, Problem, ProblemKind, json_type_name};
 
@@ -272,7 +273,7 @@ fn jsonl_records(bytes: &[u8]) -> Vec<RawRecord> {
             Err(error) => Err(ProblemKind::InvalidUtf8 {
                 byte: error.valid_up_to(),
             }),
-            Ok(text) => serde_json::from_str(text).map_err(|error| malformed(&error)),
+            Ok(text) => parse_json(text).map_err(|(_, kind)| kind),
         };
         records.push(RawRecord { location, value });
     }
@@ -299,8 +300,8 @@ fn json_array_records(bytes: &[u8]) -> Vec<RawRecord> {
             }];
         }
     };
-    match serde_json::from_str::<Vec<Value>>(text) {
-        Ok(items) => items
+    match parse_json(text) {
+        Ok(Value::Array(items)) => items
             .into_iter()
             .enumerate()
             .map(|(index, value)| RawRecord {
@@ -308,11 +309,28 @@ fn json_array_records(bytes: &[u8]) -> Vec<RawRecord> {
                 value: Ok(value),
             })
             .collect(),
-        Err(error) => vec![RawRecord {
-            location: Location::Line(error.line()),
-            value: Err(malformed(&error)),
+        Ok(other) => vec![RawRecord {
+            location: Location::Line(1),
+            value: Err(ProblemKind::WrongType {
+                expected: "an array of records",
+                found: json_type_name(&other),
+            }),
+        }],
+        Err((line, kind)) => vec![RawRecord {
+            location: Location::Line(line),
+            value: Err(kind),
         }],
     }
+}
+
+/// Parses JSON, accepting Python's bare `NaN`/`Infinity` as marker strings (see `non_finite`).
+/// On failure, the line (within `text`) and the problem.
+fn parse_json(text: &str) -> Result<Value, (usize, ProblemKind)> {
+    serde_json::from_str(text).or_else(|error| {
+        non_finite::quote_tokens(text)
+            .and_then(|quoted: String| serde_json::from_str(&quoted).ok())
+            .ok_or((error.line(), malformed(&error)))
+    })
 }
 
 /// serde_json's message with its position reduced to the column (the line is already in the

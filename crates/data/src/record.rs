@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::non_finite;
 use crate::pair::{Message, Role};
 use crate::problem::{ProblemKind, json_type_name};
 
@@ -57,6 +58,14 @@ impl<'a> Fields<'a> {
 
     pub(crate) fn as_str(&mut self, field: &str, value: &'a Value) -> Option<&'a str> {
         match value {
+            Value::String(text) if non_finite::token(text).is_some() => {
+                let kind = ProblemKind::WrongType {
+                    expected: "a string",
+                    found: "a non-finite number",
+                };
+                self.report(field, kind);
+                None
+            }
             Value::String(text) => Some(text),
             other => {
                 self.wrong_type(field, "a string", other);
@@ -68,6 +77,13 @@ impl<'a> Fields<'a> {
     /// A required numeric field.
     pub(crate) fn number(&mut self, key: &str) -> Option<f64> {
         let value = self.required(key)?;
+        if let Some(token) = value.as_str().and_then(non_finite::token) {
+            self.report(
+                key,
+                ProblemKind::Invalid(format!("{token} is not a finite number")),
+            );
+            return None;
+        }
         match value.as_f64() {
             Some(number) => Some(number),
             None => {
@@ -83,6 +99,10 @@ impl<'a> Fields<'a> {
         let Some(value) = self.optional(key) else {
             return crate::labels::BINARY;
         };
+        if value.as_str().and_then(non_finite::token).is_some() {
+            self.report(key, ProblemKind::LabelNotFinite);
+            return crate::labels::BINARY;
+        }
         let Some(label) = value.as_f64() else {
             self.wrong_type(key, "a number", value);
             return crate::labels::BINARY;
@@ -108,7 +128,9 @@ impl<'a> Fields<'a> {
         value: &'a Value,
     ) -> Option<TextOrChat> {
         match value {
-            Value::String(text) => Some(TextOrChat::Text(text.clone())),
+            Value::String(_) => self
+                .as_str(field, value)
+                .map(|t| TextOrChat::Text(t.to_owned())),
             Value::Array(items) => self.messages(field, items).map(TextOrChat::Chat),
             other => {
                 self.wrong_type(field, "a string or a message list", other);
@@ -168,7 +190,7 @@ impl<'a> Fields<'a> {
                 self.report(&content_field, ProblemKind::MissingField);
                 None
             }
-            Some(Value::String(text)) => Some(text.clone()),
+            Some(value @ Value::String(_)) => self.as_str(&content_field, value).map(str::to_owned),
             Some(Value::Array(parts)) => self.text_parts(&content_field, parts),
             Some(other) => {
                 self.wrong_type(&content_field, "a string", other);
