@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod generate;
 mod repro;
 
 /// Soft-label preference alignment (DPO, cDPO, GDPO, …) and the ADOPT optimizer.
@@ -20,12 +21,15 @@ enum Command {
     /// Reproduce the papers' analyses (toy problem, bandit, …).
     #[command(subcommand)]
     Repro(repro::ReproCommand),
+    /// Continue a prompt with a model (Hugging Face folder or .gguf); text streams to stdout.
+    Generate(generate::GenerateArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Repro(command) => repro::run(command),
+        Command::Generate(args) => generate::run(args),
     };
     if let Err(error) = result {
         // One line: the chain of causes joined by ": ".

@@ -113,9 +113,9 @@ impl LlamaConfig {
     /// when present and derived from `hidden_size / num_attention_heads` otherwise.
     pub fn from_hf_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(crate::error::io_error(path))?;
-        let value: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+        let value: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Self::from_hf_json(&value, path)
     }

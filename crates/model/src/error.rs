@@ -9,20 +9,20 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The operating-system error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A JSON file (config.json, tokenizer_config.json, …) is not valid JSON.
-    #[error("{path}: invalid json: {source}")]
+    #[error("{path}: invalid json: {cause}")]
     Json {
         /// The file.
         path: PathBuf,
         /// The parser's error, with line and column.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// A configuration field is missing or has an unusable value.
     #[error("{path}: {field}: {problem}")]
@@ -85,5 +85,5 @@ pub type Result<T> = std::result::Result<T, ModelError>;
 
 pub(crate) fn io_error(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ModelError {
     let path = path.into();
-    move |source| ModelError::Io { path, source }
+    move |cause| ModelError::Io { path, cause }
 }

@@ -103,7 +103,7 @@ pub fn load_pretrained(path: &Path, device: &Device) -> Result<Pretrained> {
     } else {
         return Err(ModelError::Io {
             path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+            cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
         });
     };
     load_hf_folder(&folder, device)
@@ -131,9 +131,9 @@ pub fn load_hf_folder(folder: &Path, device: &Device) -> Result<Pretrained> {
     let generation = folder.join("generation_config.json");
     if generation.exists() {
         let text = std::fs::read_to_string(&generation).map_err(io_error(&generation))?;
-        let value: Value = serde_json::from_str(&text).map_err(|source| ModelError::Json {
+        let value: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json {
             path: generation.clone(),
-            source,
+            cause,
         })?;
         let ids: Vec<u32> = match value.get("eos_token_id") {
             Some(Value::Array(items)) => items

@@ -116,9 +116,9 @@ impl TextTokenizer {
         if config_path.exists() {
             let text = std::fs::read_to_string(&config_path).map_err(io_error(&config_path))?;
             let config: Value =
-                serde_json::from_str(&text).map_err(|source| ModelError::Json {
+                serde_json::from_str(&text).map_err(|cause| ModelError::Json {
                     path: config_path.clone(),
-                    source,
+                    cause,
                 })?;
             tokenizer.chat_template = match config.get("chat_template") {
                 Some(Value::String(t)) => Some(t.clone()),
