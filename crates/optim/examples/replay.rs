@@ -45,5 +45,8 @@ fn main() {
         max_abs_err: comparison.max_abs_err,
         max_rel_err: comparison.max_rel_err,
     };
-    println!("{}", serde_json::to_string(&line).expect("plain data serializes"));
+    println!(
+        "{}",
+        serde_json::to_string(&line).expect("plain data serializes")
+    );
 }

@@ -121,7 +121,10 @@ impl AdamWConfig {
     }
 }
 
-fn with_clipping(optim: ModuleOptimizer, clipping: &Option<GradientClippingConfig>) -> ModuleOptimizer {
+fn with_clipping(
+    optim: ModuleOptimizer,
+    clipping: &Option<GradientClippingConfig>,
+) -> ModuleOptimizer {
     match clipping {
         Some(clipping) => optim.with_grad_clipping(clipping.init()),
         None => optim,
@@ -249,21 +252,55 @@ fn fused_step<const D: usize>(
         Err(tensor) => return Err((tensor, grad, AdamState { step, m, v, v_max })),
     };
     let dtype = theta.dtype();
-    let parts = (HostTensor::take(grad), HostTensor::take(m), HostTensor::take(v), v_max.map(HostTensor::take));
-    let fits = |t: &Result<HostTensor, Tensor<D>>| t.as_ref().is_ok_and(|t| t.dtype() == dtype && t.len() == theta.len());
+    let parts = (
+        HostTensor::take(grad),
+        HostTensor::take(m),
+        HostTensor::take(v),
+        v_max.map(HostTensor::take),
+    );
+    let fits = |t: &Result<HostTensor, Tensor<D>>| {
+        t.as_ref()
+            .is_ok_and(|t| t.dtype() == dtype && t.len() == theta.len())
+    };
     if !(fits(&parts.0) && fits(&parts.1) && fits(&parts.2) && parts.3.as_ref().is_none_or(fits)) {
         let (g, m, v, v_max) = parts;
-        let state = AdamState { step, m: back(m), v: back(v), v_max: v_max.map(back) };
+        let state = AdamState {
+            step,
+            m: back(m),
+            v: back(v),
+            v_max: v_max.map(back),
+        };
         return Err((theta.into_tensor(), back(g), state));
     }
     let ok = |t: Result<HostTensor, Tensor<D>>| t.unwrap_or_else(|_| unreachable!("checked above"));
     let (grad, mut m, mut v, mut v_max) = (ok(parts.0), ok(parts.1), ok(parts.2), parts.3.map(ok));
     let step = step + 1;
     match dtype {
-        DType::F32 => run_fused::<f32>(hyper, step, &mut theta, &grad, &mut m, &mut v, v_max.as_mut()),
-        _ => run_fused::<f64>(hyper, step, &mut theta, &grad, &mut m, &mut v, v_max.as_mut()),
+        DType::F32 => run_fused::<f32>(
+            hyper,
+            step,
+            &mut theta,
+            &grad,
+            &mut m,
+            &mut v,
+            v_max.as_mut(),
+        ),
+        _ => run_fused::<f64>(
+            hyper,
+            step,
+            &mut theta,
+            &grad,
+            &mut m,
+            &mut v,
+            v_max.as_mut(),
+        ),
     }
-    let state = AdamState { step, m: m.into_tensor(), v: v.into_tensor(), v_max: v_max.map(HostTensor::into_tensor) };
+    let state = AdamState {
+        step,
+        m: m.into_tensor(),
+        v: v.into_tensor(),
+        v_max: v_max.map(HostTensor::into_tensor),
+    };
     Ok((theta.into_tensor(), state))
 }
 
@@ -300,7 +337,11 @@ pub(crate) fn composed_step<const D: usize>(
     let dtype = theta.dtype();
     let s = hyper.scalars::<f64>(step);
     let r = |x: f64| round_to(dtype, x);
-    let g = if hyper.l2() { grad + theta.clone().mul_scalar(r(s.l2_penalty)) } else { grad };
+    let g = if hyper.l2() {
+        grad + theta.clone().mul_scalar(r(s.l2_penalty))
+    } else {
+        grad
+    };
     if hyper.decoupled_decay() {
         theta = theta.mul_scalar(r(s.decay_factor));
     }

@@ -153,7 +153,11 @@ impl Optimizer for Adopt {
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         let hyper = self.hyper(lr);
-        let state = state.unwrap_or_else(|| AdoptState { step: 0, m: zeros_like(&tensor), v: zeros_like(&tensor) });
+        let state = state.unwrap_or_else(|| AdoptState {
+            step: 0,
+            m: zeros_like(&tensor),
+            v: zeros_like(&tensor),
+        });
         let (tensor, state) = if self.composed_only {
             composed_step(&hyper, tensor, grad, state)
         } else {
@@ -188,12 +192,22 @@ fn fused_step<const D: usize>(
         Err(tensor) => return Err(give_back(tensor, grad, m, v)),
     };
     let dtype = theta.dtype();
-    let (grad, mut m, mut v) = match (HostTensor::take(grad), HostTensor::take(m), HostTensor::take(v)) {
-        (Ok(g), Ok(m), Ok(v)) if g.dtype() == dtype && m.dtype() == dtype && v.dtype() == dtype && g.len() == theta.len() => {
+    let (grad, mut m, mut v) = match (
+        HostTensor::take(grad),
+        HostTensor::take(m),
+        HostTensor::take(v),
+    ) {
+        (Ok(g), Ok(m), Ok(v))
+            if g.dtype() == dtype
+                && m.dtype() == dtype
+                && v.dtype() == dtype
+                && g.len() == theta.len() =>
+        {
             (g, m, v)
         }
         (g, m, v) => {
-            let back = |t: Result<HostTensor, Tensor<D>>| t.map_or_else(|t| t, HostTensor::into_tensor);
+            let back =
+                |t: Result<HostTensor, Tensor<D>>| t.map_or_else(|t| t, HostTensor::into_tensor);
             return Err(give_back(theta.into_tensor(), back(g), back(m), back(v)));
         }
     };
@@ -201,7 +215,14 @@ fn fused_step<const D: usize>(
         DType::F32 => run_fused::<f32>(hyper, step, &mut theta, &grad, &mut m, &mut v),
         _ => run_fused::<f64>(hyper, step, &mut theta, &grad, &mut m, &mut v),
     }
-    Ok((theta.into_tensor(), AdoptState { step: step + 1, m: m.into_tensor(), v: v.into_tensor() }))
+    Ok((
+        theta.into_tensor(),
+        AdoptState {
+            step: step + 1,
+            m: m.into_tensor(),
+            v: v.into_tensor(),
+        },
+    ))
 }
 
 fn run_fused<T: kernel::Element + burn::tensor::Element + bytemuck::Pod>(
@@ -215,7 +236,12 @@ fn run_fused<T: kernel::Element + burn::tensor::Element + bytemuck::Pod>(
     let scalars = hyper.scalars::<T>(step.max(1));
     if step == 0 {
         let penalty = hyper.l2().then_some(scalars.l2_penalty);
-        kernel::adopt_first_step(theta.slice::<T>(), grad.slice::<T>(), v.slice_mut::<T>(), penalty);
+        kernel::adopt_first_step(
+            theta.slice::<T>(),
+            grad.slice::<T>(),
+            v.slice_mut::<T>(),
+            penalty,
+        );
     } else {
         kernel::adopt_step(
             theta.slice_mut::<T>(),
@@ -241,7 +267,11 @@ pub(crate) fn composed_step<const D: usize>(
     let dtype = theta.dtype();
     let s = hyper.scalars::<f64>(step.max(1));
     let r = |x: f64| round_to(dtype, x);
-    let g = if hyper.l2() { grad + theta.clone().mul_scalar(r(s.l2_penalty)) } else { grad };
+    let g = if hyper.l2() {
+        grad + theta.clone().mul_scalar(r(s.l2_penalty))
+    } else {
+        grad
+    };
     if step == 0 {
         let v = g.clone() * g;
         return (theta, AdoptState { step: 1, m, v });
@@ -261,5 +291,12 @@ pub(crate) fn composed_step<const D: usize>(
     };
     theta = theta + m.clone().mul_scalar(r(s.neg_lr));
     let v = v.mul_scalar(r(s.beta_2)) + (g.clone() * g).mul_scalar(r(s.one_minus_beta_2));
-    (theta, AdoptState { step: step + 1, m, v })
+    (
+        theta,
+        AdoptState {
+            step: step + 1,
+            m,
+            v,
+        },
+    )
 }

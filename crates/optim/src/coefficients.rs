@@ -41,7 +41,10 @@ impl AdoptHyper {
             beta_2: cast(self.beta_2),
             one_minus_beta_2: cast(1.0 - self.beta_2),
             epsilon: cast(self.epsilon),
-            clip: cast(self.clip_exponent.map_or(f64::INFINITY, |c| (t as f64).powf(c))),
+            clip: cast(
+                self.clip_exponent
+                    .map_or(f64::INFINITY, |c| (t as f64).powf(c)),
+            ),
             l2_penalty: cast(self.weight_decay),
             neg_decay: cast(-self.lr * self.weight_decay),
         }

@@ -118,32 +118,59 @@ pub struct GoldenCase {
 impl GoldenCase {
     /// Read and check a golden file.
     pub fn load(path: &Path) -> Result<Self, GoldenError> {
-        let text = std::fs::read_to_string(path).map_err(|source| GoldenError::Io { path: path.into(), source })?;
-        let case: Self = serde_json::from_str(&text)
-            .map_err(|source| GoldenError::Parse { path: path.into(), line: source.line(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| GoldenError::Io {
+            path: path.into(),
+            source,
+        })?;
+        let case: Self = serde_json::from_str(&text).map_err(|source| GoldenError::Parse {
+            path: path.into(),
+            line: source.line(),
+            source,
+        })?;
         case.validate(path)?;
         Ok(case)
     }
 
     fn validate(&self, path: &Path) -> Result<(), GoldenError> {
-        let invalid = |field: String, problem: String| GoldenError::Invalid { path: path.into(), field, problem };
-        if !matches!(self.optimizer.as_str(), "adopt" | "adam" | "adamw" | "amsgrad") {
-            return Err(invalid("optimizer".into(), format!("unknown optimizer {:?}", self.optimizer)));
+        let invalid = |field: String, problem: String| GoldenError::Invalid {
+            path: path.into(),
+            field,
+            problem,
+        };
+        if !matches!(
+            self.optimizer.as_str(),
+            "adopt" | "adam" | "adamw" | "amsgrad"
+        ) {
+            return Err(invalid(
+                "optimizer".into(),
+                format!("unknown optimizer {:?}", self.optimizer),
+            ));
         }
         if !matches!(self.dtype.as_str(), "float32" | "float64") {
-            return Err(invalid("dtype".into(), format!("unknown dtype {:?}", self.dtype)));
+            return Err(invalid(
+                "dtype".into(),
+                format!("unknown dtype {:?}", self.dtype),
+            ));
         }
         if self.grads.len() != self.steps || self.expected.len() != self.steps {
             return Err(invalid(
                 "steps".into(),
-                format!("{} steps but {} gradients and {} expected", self.steps, self.grads.len(), self.expected.len()),
+                format!(
+                    "{} steps but {} gradients and {} expected",
+                    self.steps,
+                    self.grads.len(),
+                    self.expected.len()
+                ),
             ));
         }
         for (name, shape) in &self.shapes {
             let len: usize = shape.iter().product();
             let check = |field: String, values: Option<&Vec<f64>>| match values {
                 Some(values) if values.len() == len => Ok(()),
-                Some(values) => Err(invalid(field, format!("{} values for shape {shape:?}", values.len()))),
+                Some(values) => Err(invalid(
+                    field,
+                    format!("{} values for shape {shape:?}", values.len()),
+                )),
                 None => Err(invalid(field, "missing".into())),
             };
             check(format!("init.{name}"), self.init.get(name))?;
@@ -151,15 +178,20 @@ impl GoldenCase {
                 check(format!("grads[{step}].{name}"), grads.get(name))?;
             }
             for (step, expected) in self.expected.iter().enumerate() {
-                check(format!("expected[{step}].params.{name}"), expected.params.get(name))?;
-                let state = expected
-                    .state
-                    .get(name)
-                    .ok_or_else(|| invalid(format!("expected[{step}].state.{name}"), "missing".into()))?;
+                check(
+                    format!("expected[{step}].params.{name}"),
+                    expected.params.get(name),
+                )?;
+                let state = expected.state.get(name).ok_or_else(|| {
+                    invalid(format!("expected[{step}].state.{name}"), "missing".into())
+                })?;
                 check(format!("expected[{step}].state.{name}.m"), Some(&state.m))?;
                 check(format!("expected[{step}].state.{name}.v"), Some(&state.v))?;
                 if self.optimizer == "amsgrad" {
-                    check(format!("expected[{step}].state.{name}.v_max"), state.v_max.as_ref())?;
+                    check(
+                        format!("expected[{step}].state.{name}.v_max"),
+                        state.v_max.as_ref(),
+                    )?;
                 }
             }
         }
@@ -195,7 +227,10 @@ impl GoldenCase {
     /// The ADOPT configuration this case describes.
     pub fn adopt_config(&self) -> AdoptConfig {
         let c = &self.config;
-        let decay = (c.weight_decay != 0.0).then_some(WeightDecay { penalty: c.weight_decay, decoupled: c.decouple });
+        let decay = (c.weight_decay != 0.0).then_some(WeightDecay {
+            penalty: c.weight_decay,
+            decoupled: c.decouple,
+        });
         AdoptConfig::new()
             .with_beta_1(c.beta_1)
             .with_beta_2(c.beta_2)
@@ -237,11 +272,13 @@ pub struct Comparison {
 }
 
 fn errors(got: &[f64], want: &[f64]) -> (f64, f64) {
-    got.iter().zip(want).fold((0.0, 0.0), |(abs, rel), (&g, &w)| {
-        let diff = (g - w).abs();
-        let diff = if diff.is_nan() { f64::INFINITY } else { diff };
-        (f64::max(abs, diff), f64::max(rel, diff / w.abs().max(0.1)))
-    })
+    got.iter()
+        .zip(want)
+        .fold((0.0, 0.0), |(abs, rel), (&g, &w)| {
+            let diff = (g - w).abs();
+            let diff = if diff.is_nan() { f64::INFINITY } else { diff };
+            (f64::max(abs, diff), f64::max(rel, diff / w.abs().max(0.1)))
+        })
 }
 
 impl Trajectory {
@@ -281,24 +318,39 @@ pub enum UpdatePath {
 }
 
 fn tensor_values<const D: usize>(tensor: &Tensor<D>) -> Vec<f64> {
-    tensor.to_data().convert::<f64>().try_to_vec::<f64>().expect("converted to f64")
+    tensor
+        .to_data()
+        .convert::<f64>()
+        .try_to_vec::<f64>()
+        .expect("converted to f64")
 }
 
 /// Replay a case through the burn optimizer (per-tensor [`Optimizer::step`], the same code the
 /// module optimizer runs), in the case's dtype, on `device`.
 pub fn replay_burn(case: &GoldenCase, device: &Device, path: UpdatePath) -> Trajectory {
-    let dtype = if case.dtype == "float64" { DType::F64 } else { DType::F32 };
+    let dtype = if case.dtype == "float64" {
+        DType::F64
+    } else {
+        DType::F32
+    };
     let composed = path == UpdatePath::Composed;
     match case.optimizer.as_str() {
         "adopt" => {
             let rule = case.adopt_config().build();
             let rule = if composed { rule.composed_only() } else { rule };
-            replay_with(case, device, dtype, &rule, |s: &crate::AdoptState<1>| (&s.m, &s.v, None))
+            replay_with(case, device, dtype, &rule, |s: &crate::AdoptState<1>| {
+                (&s.m, &s.v, None)
+            })
         }
         kind => {
             let c = &case.config;
             let rule = if kind == "adamw" {
-                AdamWConfig::new().with_beta_1(c.beta_1).with_beta_2(c.beta_2).with_epsilon(c.epsilon).with_weight_decay(c.weight_decay).build()
+                AdamWConfig::new()
+                    .with_beta_1(c.beta_1)
+                    .with_beta_2(c.beta_2)
+                    .with_epsilon(c.epsilon)
+                    .with_weight_decay(c.weight_decay)
+                    .build()
             } else {
                 AdamConfig::new()
                     .with_beta_1(c.beta_1)
@@ -309,7 +361,9 @@ pub fn replay_burn(case: &GoldenCase, device: &Device, path: UpdatePath) -> Traj
                     .build()
             };
             let rule = if composed { rule.composed_only() } else { rule };
-            replay_with(case, device, dtype, &rule, |s: &crate::AdamState<1>| (&s.m, &s.v, s.v_max.as_ref()))
+            replay_with(case, device, dtype, &rule, |s: &crate::AdamState<1>| {
+                (&s.m, &s.v, s.v_max.as_ref())
+            })
         }
     }
 }
@@ -325,13 +379,21 @@ fn replay_with<O: Optimizer>(
         let data = TensorData::new(values.to_vec(), [values.len()]).convert_dtype(dtype);
         Tensor::<1>::from_data(data, (device, dtype))
     };
-    let mut params: BTreeMap<&String, (Tensor<1>, Option<O::State<1>>)> =
-        case.init.iter().map(|(name, values)| (name, (tensor(values), None))).collect();
+    let mut params: BTreeMap<&String, (Tensor<1>, Option<O::State<1>>)> = case
+        .init
+        .iter()
+        .map(|(name, values)| (name, (tensor(values), None)))
+        .collect();
     let mut trajectory = Trajectory::default();
     for grads in &case.grads {
         let mut step = BTreeMap::new();
         for (name, (theta, state)) in params.iter_mut() {
-            let (updated, new_state) = rule.step(case.config.lr, theta.clone(), tensor(&grads[*name]), state.take());
+            let (updated, new_state) = rule.step(
+                case.config.lr,
+                theta.clone(),
+                tensor(&grads[*name]),
+                state.take(),
+            );
             *theta = updated;
             *state = new_state;
             let (m, v, v_max) = moments(state.as_ref().expect("optimizers keep state"));
@@ -352,13 +414,28 @@ fn replay_with<O: Optimizer>(
 
 /// Replay a case through the scalar reference rule in element type `T`.
 pub fn replay_reference<T: Float>(case: &GoldenCase) -> Trajectory {
-    let to_t = |values: &[f64]| values.iter().map(|&x| T::from(x).expect("finite")).collect::<Vec<T>>();
-    let to_f64 = |values: &[T]| values.iter().map(|x| x.to_f64().expect("float")).collect::<Vec<f64>>();
+    let to_t = |values: &[f64]| {
+        values
+            .iter()
+            .map(|&x| T::from(x).expect("finite"))
+            .collect::<Vec<T>>()
+    };
+    let to_f64 = |values: &[T]| {
+        values
+            .iter()
+            .map(|x| x.to_f64().expect("float"))
+            .collect::<Vec<f64>>()
+    };
     let amsgrad = case.optimizer == "amsgrad";
     let mut params: BTreeMap<&String, (Vec<T>, ReferenceState<T>)> = case
         .init
         .iter()
-        .map(|(name, values)| (name, (to_t(values), ReferenceState::new(values.len(), amsgrad))))
+        .map(|(name, values)| {
+            (
+                name,
+                (to_t(values), ReferenceState::new(values.len(), amsgrad)),
+            )
+        })
         .collect();
     let mut trajectory = Trajectory::default();
     for grads in &case.grads {

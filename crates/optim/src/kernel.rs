@@ -75,7 +75,11 @@ fn lerp<T: Float>(start: T, end: T, weight: T, weight_below_half: bool) -> T {
 
 /// ADOPT's first step: v ← g² (g including the L2 term); θ and m are untouched.
 pub fn adopt_first_step<T: Element>(theta: &[T], grad: &[T], v: &mut [T], l2_penalty: Option<T>) {
-    assert_eq!(theta.len(), grad.len(), "parameter and gradient lengths differ");
+    assert_eq!(
+        theta.len(),
+        grad.len(),
+        "parameter and gradient lengths differ"
+    );
     assert_eq!(theta.len(), v.len(), "parameter and state lengths differ");
     let run = |(v, (theta, grad)): (&mut [T], (&[T], &[T]))| match l2_penalty {
         Some(penalty) => {
@@ -115,9 +119,14 @@ pub fn adopt_step<T: Element>(
     clip: bool,
 ) {
     let n = theta.len();
-    assert!(grad.len() == n && m.len() == n && v.len() == n, "parameter, gradient and state lengths differ");
+    assert!(
+        grad.len() == n && m.len() == n && v.len() == n,
+        "parameter, gradient and state lengths differ"
+    );
     match (l2, decoupled, clip) {
-        (false, false, false) => adopt_dispatch::<T, false, false, false>(theta, grad, m, v, scalars),
+        (false, false, false) => {
+            adopt_dispatch::<T, false, false, false>(theta, grad, m, v, scalars)
+        }
         (false, false, true) => adopt_dispatch::<T, false, false, true>(theta, grad, m, v, scalars),
         (false, true, false) => adopt_dispatch::<T, false, true, false>(theta, grad, m, v, scalars),
         (false, true, true) => adopt_dispatch::<T, false, true, true>(theta, grad, m, v, scalars),
@@ -155,7 +164,13 @@ fn adopt_dispatch<T: Element, const L2: bool, const DECOUPLED: bool, const CLIP:
 }
 
 #[inline(always)]
-fn adopt_chunk<T: Element, const L2: bool, const DECOUPLED: bool, const CLIP: bool, const BELOW_HALF: bool>(
+fn adopt_chunk<
+    T: Element,
+    const L2: bool,
+    const DECOUPLED: bool,
+    const CLIP: bool,
+    const BELOW_HALF: bool,
+>(
     theta: &mut [T],
     grad: &[T],
     m: &mut [T],
@@ -205,16 +220,27 @@ pub fn adam_step<T: Element>(
     decoupled: bool,
 ) {
     let n = theta.len();
-    assert!(grad.len() == n && m.len() == n && v.len() == n, "parameter, gradient and state lengths differ");
+    assert!(
+        grad.len() == n && m.len() == n && v.len() == n,
+        "parameter, gradient and state lengths differ"
+    );
     match (v_max, l2, decoupled) {
         (None, false, false) => adam_dispatch::<T, false, false>(theta, grad, m, v, None, scalars),
         (None, true, false) => adam_dispatch::<T, true, false>(theta, grad, m, v, None, scalars),
         (None, false, true) => adam_dispatch::<T, false, true>(theta, grad, m, v, None, scalars),
         (None, true, true) => adam_dispatch::<T, true, true>(theta, grad, m, v, None, scalars),
-        (Some(v_max), false, false) => adam_dispatch::<T, false, false>(theta, grad, m, v, Some(v_max), scalars),
-        (Some(v_max), true, false) => adam_dispatch::<T, true, false>(theta, grad, m, v, Some(v_max), scalars),
-        (Some(v_max), false, true) => adam_dispatch::<T, false, true>(theta, grad, m, v, Some(v_max), scalars),
-        (Some(v_max), true, true) => adam_dispatch::<T, true, true>(theta, grad, m, v, Some(v_max), scalars),
+        (Some(v_max), false, false) => {
+            adam_dispatch::<T, false, false>(theta, grad, m, v, Some(v_max), scalars)
+        }
+        (Some(v_max), true, false) => {
+            adam_dispatch::<T, true, false>(theta, grad, m, v, Some(v_max), scalars)
+        }
+        (Some(v_max), false, true) => {
+            adam_dispatch::<T, false, true>(theta, grad, m, v, Some(v_max), scalars)
+        }
+        (Some(v_max), true, true) => {
+            adam_dispatch::<T, true, true>(theta, grad, m, v, Some(v_max), scalars)
+        }
     }
 }
 
@@ -253,8 +279,15 @@ fn adam_dispatch<T: Element, const L2: bool, const DECOUPLED: bool>(
             }
         }
         Some(v_max) => {
-            assert_eq!(v_max.len(), theta.len(), "parameter and state lengths differ");
-            let run = |(((theta, grad), (m, v)), v_max): (((&mut [T], &[T]), (&mut [T], &mut [T])), &mut [T])| {
+            assert_eq!(
+                v_max.len(),
+                theta.len(),
+                "parameter and state lengths differ"
+            );
+            let run = |(((theta, grad), (m, v)), v_max): (
+                ((&mut [T], &[T]), (&mut [T], &mut [T])),
+                &mut [T],
+            )| {
                 if below_half {
                     chunk!(true, true, theta, grad, m, v, v_max)
                 } else {
@@ -276,7 +309,13 @@ fn adam_dispatch<T: Element, const L2: bool, const DECOUPLED: bool>(
 }
 
 #[inline(always)]
-fn adam_chunk<T: Element, const L2: bool, const DECOUPLED: bool, const AMSGRAD: bool, const BELOW_HALF: bool>(
+fn adam_chunk<
+    T: Element,
+    const L2: bool,
+    const DECOUPLED: bool,
+    const AMSGRAD: bool,
+    const BELOW_HALF: bool,
+>(
     theta: &mut [T],
     grad: &[T],
     m: &mut [T],

@@ -34,6 +34,7 @@
 
 mod adam;
 mod adopt;
+pub mod checkpoint;
 pub mod coefficients;
 pub mod golden;
 pub mod kernel;
@@ -61,16 +62,25 @@ pub struct WeightDecay {
 
 impl WeightDecay {
     /// No weight decay.
-    pub const NONE: Self = Self { penalty: 0.0, decoupled: false };
+    pub const NONE: Self = Self {
+        penalty: 0.0,
+        decoupled: false,
+    };
 
     /// L2 decay: wd·θ is added to the gradient.
     pub fn l2(penalty: f64) -> Self {
-        Self { penalty, decoupled: false }
+        Self {
+            penalty,
+            decoupled: false,
+        }
     }
 
     /// Decoupled decay: θ ← θ − lr·wd·θ before the update (never on ADOPT's first step).
     pub fn decoupled(penalty: f64) -> Self {
-        Self { penalty, decoupled: true }
+        Self {
+            penalty,
+            decoupled: true,
+        }
     }
 }
 
@@ -112,15 +122,27 @@ impl OptimizerKind {
 
     /// A module optimizer of this kind with default hyper-parameters, the given weight decay and
     /// optional per-parameter gradient-norm clipping.
-    pub fn module_optimizer(self, weight_decay: f64, grad_clip_norm: Option<f64>) -> ModuleOptimizer {
+    pub fn module_optimizer(
+        self,
+        weight_decay: f64,
+        grad_clip_norm: Option<f64>,
+    ) -> ModuleOptimizer {
         let clipping = grad_clip_norm.map(|norm| GradientClippingConfig::Norm(norm as f32));
         match self {
             Self::Adopt => AdoptConfig::new()
-                .with_weight_decay((weight_decay != 0.0).then(|| WeightDecay::decoupled(weight_decay)))
+                .with_weight_decay(
+                    (weight_decay != 0.0).then(|| WeightDecay::decoupled(weight_decay)),
+                )
                 .with_grad_clipping(clipping)
                 .init(),
-            Self::Adam => AdamConfig::new().with_weight_decay(weight_decay).with_grad_clipping(clipping).init(),
-            Self::AdamW => AdamWConfig::new().with_weight_decay(weight_decay).with_grad_clipping(clipping).init(),
+            Self::Adam => AdamConfig::new()
+                .with_weight_decay(weight_decay)
+                .with_grad_clipping(clipping)
+                .init(),
+            Self::AdamW => AdamWConfig::new()
+                .with_weight_decay(weight_decay)
+                .with_grad_clipping(clipping)
+                .init(),
             Self::AmsGrad => AdamConfig::new()
                 .with_amsgrad(true)
                 .with_weight_decay(weight_decay)

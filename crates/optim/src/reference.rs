@@ -34,7 +34,12 @@ impl<T: Float> ReferenceState<T> {
 }
 
 /// One ADOPT step on `theta` with gradient `grad`.
-pub fn adopt<T: Float>(hyper: &AdoptHyper, theta: &mut [T], grad: &[T], state: &mut ReferenceState<T>) {
+pub fn adopt<T: Float>(
+    hyper: &AdoptHyper,
+    theta: &mut [T],
+    grad: &[T],
+    state: &mut ReferenceState<T>,
+) {
     let t = state.step;
     let s = hyper.scalars::<T>(t.max(1));
     for i in 0..theta.len() {
@@ -63,7 +68,12 @@ pub fn adopt<T: Float>(hyper: &AdoptHyper, theta: &mut [T], grad: &[T], state: &
 }
 
 /// One Adam / AdamW / AMSGrad step on `theta` with gradient `grad`.
-pub fn adam<T: Float>(hyper: &AdamHyper, theta: &mut [T], grad: &[T], state: &mut ReferenceState<T>) {
+pub fn adam<T: Float>(
+    hyper: &AdamHyper,
+    theta: &mut [T],
+    grad: &[T],
+    state: &mut ReferenceState<T>,
+) {
     state.step += 1;
     let s = hyper.scalars::<T>(state.step);
     for i in 0..theta.len() {

@@ -8,7 +8,9 @@
 //! composed-ops path.
 
 use burn::backend::flex::FlexTensor;
-use burn::backend::{BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind, Flex};
+use burn::backend::{
+    BackendTensor, DispatchAutodiffContext, DispatchTensor, DispatchTensorKind, Flex,
+};
 use burn::tensor::{DType, Tensor};
 
 /// A tensor's buffer on the flex backend, contiguous and ready to borrow as a slice.
@@ -25,7 +27,11 @@ impl HostTensor {
                 if autodiff == DispatchAutodiffContext::Disabled
                     && matches!(flex.dtype(), DType::F32 | DType::F64) =>
             {
-                let flex = if flex.layout().contiguous_offsets().is_some() { flex } else { flex.to_contiguous() };
+                let flex = if flex.layout().contiguous_offsets().is_some() {
+                    flex
+                } else {
+                    flex.to_contiguous()
+                };
                 Ok(Self(flex))
             }
             kind => Err(Tensor::from_dispatch(DispatchTensor { kind, autodiff })),
@@ -44,13 +50,21 @@ impl HostTensor {
 
     /// The elements, read-only.
     pub(crate) fn slice<E: burn::tensor::Element + bytemuck::Pod>(&self) -> &[E] {
-        let (start, end) = self.0.layout().contiguous_offsets().expect("made contiguous on take");
+        let (start, end) = self
+            .0
+            .layout()
+            .contiguous_offsets()
+            .expect("made contiguous on take");
         &self.0.storage::<E>()[start..end]
     }
 
     /// The elements, writable in place (copied first only if the buffer is shared).
     pub(crate) fn slice_mut<E: burn::tensor::Element + bytemuck::Pod>(&mut self) -> &mut [E] {
-        let (start, end) = self.0.layout().contiguous_offsets().expect("made contiguous on take");
+        let (start, end) = self
+            .0
+            .layout()
+            .contiguous_offsets()
+            .expect("made contiguous on take");
         &mut self.0.storage_mut::<E>()[start..end]
     }
 

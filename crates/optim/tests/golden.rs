@@ -22,15 +22,26 @@ fn cases(dtype: &str) -> Vec<GoldenCase> {
         .collect();
     paths.sort();
     assert_eq!(paths.len(), 8, "eight {dtype} golden cases");
-    paths.iter().map(|path| GoldenCase::load(path).unwrap()).collect()
+    paths
+        .iter()
+        .map(|path| GoldenCase::load(path).unwrap())
+        .collect()
 }
 
 #[test]
 fn float32_cases_pass_through_the_fused_burn_optimizer() {
     for case in cases("float32") {
         let got = replay_burn(&case, &Device::default(), UpdatePath::Fused).compare(&case);
-        assert!(got.max_rel_err <= F32_TOLERANCE, "{}: parameters {got:?}", case.name);
-        assert!(got.state_max_rel_err <= F32_TOLERANCE, "{}: state {got:?}", case.name);
+        assert!(
+            got.max_rel_err <= F32_TOLERANCE,
+            "{}: parameters {got:?}",
+            case.name
+        );
+        assert!(
+            got.state_max_rel_err <= F32_TOLERANCE,
+            "{}: state {got:?}",
+            case.name
+        );
     }
 }
 
@@ -38,8 +49,16 @@ fn float32_cases_pass_through_the_fused_burn_optimizer() {
 fn float32_cases_pass_through_the_composed_burn_optimizer() {
     for case in cases("float32") {
         let got = replay_burn(&case, &Device::default(), UpdatePath::Composed).compare(&case);
-        assert!(got.max_rel_err <= F32_TOLERANCE, "{}: parameters {got:?}", case.name);
-        assert!(got.state_max_rel_err <= F32_TOLERANCE, "{}: state {got:?}", case.name);
+        assert!(
+            got.max_rel_err <= F32_TOLERANCE,
+            "{}: parameters {got:?}",
+            case.name
+        );
+        assert!(
+            got.state_max_rel_err <= F32_TOLERANCE,
+            "{}: state {got:?}",
+            case.name
+        );
     }
 }
 
@@ -48,7 +67,11 @@ fn float32_cases_pass_through_the_scalar_reference() {
     for case in cases("float32") {
         let got = replay_reference::<f32>(&case).compare(&case);
         assert!(got.max_rel_err <= F32_TOLERANCE, "{}: {got:?}", case.name);
-        assert!(got.state_max_rel_err <= F32_TOLERANCE, "{}: state {got:?}", case.name);
+        assert!(
+            got.state_max_rel_err <= F32_TOLERANCE,
+            "{}: state {got:?}",
+            case.name
+        );
     }
 }
 
@@ -57,7 +80,11 @@ fn float64_cases_pass_through_the_scalar_reference() {
     for case in cases("float64") {
         let got = replay_reference::<f64>(&case).compare(&case);
         assert!(got.max_rel_err <= 1e-12, "{}: {got:?}", case.name);
-        assert!(got.state_max_rel_err <= 1e-12, "{}: state {got:?}", case.name);
+        assert!(
+            got.state_max_rel_err <= 1e-12,
+            "{}: state {got:?}",
+            case.name
+        );
     }
 }
 
@@ -71,11 +98,19 @@ fn float64_burn_optimizer_agrees_with_the_scalar_reference() {
                 for (name, values) in got {
                     let want = &want[name];
                     for (g, w) in values.params.iter().zip(&want.params) {
-                        assert!((g - w).abs() <= 1e-12 * w.abs().max(0.1), "{} {path:?} {name}: {g} vs {w}", case.name);
+                        assert!(
+                            (g - w).abs() <= 1e-12 * w.abs().max(0.1),
+                            "{} {path:?} {name}: {g} vs {w}",
+                            case.name
+                        );
                     }
                 }
             }
-            assert!(burn.compare(&case).max_rel_err <= 1e-12, "{} {path:?}", case.name);
+            assert!(
+                burn.compare(&case).max_rel_err <= 1e-12,
+                "{} {path:?}",
+                case.name
+            );
         }
     }
 }

@@ -1,0 +1,132 @@
+//! Saving and restoring a model together with its optimizer state, atomically.
+//!
+//! Optimizer state is keyed by parameter id, so the model is saved in burn's burnpack format,
+//! which keeps the ids: a fresh model loaded from the checkpoint lines up with the loaded
+//! optimizer state, and training resumes bitwise where it stopped.
+//!
+//! A checkpoint is a folder holding `model.bpk` and `optimizer.bpk`. It is written as
+//! `NAME.partial/` and renamed into place, so a reader (or a run killed mid-write) never sees a
+//! half-written checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use burn::optim::ModuleOptimizer;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+
+/// File of the model's parameters inside a checkpoint folder.
+pub const MODEL_FILE: &str = "model.bpk";
+/// File of the optimizer's state inside a checkpoint folder.
+pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
+
+/// Errors saving or loading a checkpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// A file-system operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path at fault.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// burn could not write or read a record.
+    #[error("{path}: {message}")]
+    Record {
+        /// The file at fault.
+        path: PathBuf,
+        /// What burn reported.
+        message: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn record(path: &Path, error: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::Record {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    }
+}
+
+/// Write `model` and `optim` to the checkpoint folder `dir`, replacing it atomically.
+///
+/// Extra files the caller wants in the same checkpoint (trainer state, metrics) can be written
+/// by `extra` into the folder before it is renamed into place.
+pub fn save_training_state<M: ModuleSnapshot>(
+    dir: &Path,
+    model: &M,
+    optim: &ModuleOptimizer,
+    extra: impl FnOnce(&Path) -> Result<(), CheckpointError>,
+) -> Result<(), CheckpointError> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "checkpoint".into());
+    let partial = dir.with_file_name(format!("{name}.partial"));
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
+    }
+    std::fs::create_dir_all(&partial).map_err(io(&partial))?;
+
+    let model_path = partial.join(MODEL_FILE);
+    let mut store = BurnpackStore::from_file(&model_path)
+        .auto_extension(false)
+        .overwrite(true);
+    model
+        .save_into(&mut store)
+        .map_err(|e| record(&model_path, e))?;
+    let optim_path = partial.join(OPTIMIZER_FILE);
+    let bytes = optim.into_bytes().map_err(|e| record(&optim_path, e))?;
+    std::fs::write(&optim_path, &*bytes).map_err(io(&optim_path))?;
+    extra(&partial)?;
+    for file in std::fs::read_dir(&partial).map_err(io(&partial))? {
+        let path = file.map_err(io(&partial))?.path();
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&path))?;
+    }
+
+    let old = dir.with_file_name(format!("{name}.old"));
+    if dir.exists() {
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        }
+        std::fs::rename(dir, &old).map_err(io(dir))?;
+    }
+    std::fs::rename(&partial, dir).map_err(io(dir))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    Ok(())
+}
+
+/// Load a checkpoint written by [`save_training_state`] into a freshly built `model` and
+/// optimizer (built from the same configuration as the saved ones).
+pub fn load_training_state<M: ModuleSnapshot>(
+    dir: &Path,
+    mut model: M,
+    optim: ModuleOptimizer,
+) -> Result<(M, ModuleOptimizer), CheckpointError> {
+    let model_path = dir.join(MODEL_FILE);
+    if !model_path.is_file() {
+        return Err(io(&model_path)(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no such checkpoint file",
+        )));
+    }
+    let mut store = BurnpackStore::from_file(&model_path).auto_extension(false);
+    model
+        .load_from(&mut store)
+        .map_err(|e| record(&model_path, e))?;
+    let optim_path = dir.join(OPTIMIZER_FILE);
+    let bytes = std::fs::read(&optim_path).map_err(io(&optim_path))?;
+    let optim = optim
+        .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| record(&optim_path, e))?;
+    Ok((model, optim))
+}
