@@ -11,11 +11,11 @@ const PROBLEMS_SHOWN: usize = 5;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// The file cannot be read at all.
-    #[error("cannot read {path}: {source}", path = path.display())]
+    #[error("cannot read {path}", path = path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// Why.
+        /// Why (reported as the error's source).
         source: std::io::Error,
     },
     /// Automatic detection found no known format in the first record's keys.

@@ -337,3 +337,33 @@ fn format_names_round_trip() {
     }
     assert!("parquet".parse::<Format>().is_err());
 }
+
+mod properties {
+    use proptest::prelude::*;
+    use softalign_data::{LoadOptions, load_bytes};
+
+    proptest! {
+        /// Any label in [0, 1] loads to p̂ ∈ [0.5, 1]; the pair is swapped exactly when p < 0.5, and
+        /// (chosen, p̂) then describes the same preference as the record.
+        #[test]
+        fn reorientation_preserves_the_preference(labels in prop::collection::vec(0.0f64..=1.0, 1..20)) {
+            let text: String = labels
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    serde_json::json!({"prompt": format!("q{i}"), "chosen": "first", "rejected": "second", "p_chosen": p})
+                        .to_string() + "\n"
+                })
+                .collect();
+            let loaded = load_bytes("prop.jsonl", text.as_bytes(), &LoadOptions::default()).unwrap();
+            prop_assert_eq!(loaded.pairs.len(), labels.len());
+            prop_assert_eq!(loaded.reoriented, labels.iter().filter(|&&p| p < 0.5).count());
+            for (pair, &p) in loaded.pairs.iter().zip(&labels) {
+                prop_assert!((0.5..=1.0).contains(&pair.soft_label));
+                let p_first = if pair.chosen == "first" { pair.soft_label } else { 1.0 - pair.soft_label };
+                prop_assert!((p_first - p).abs() < 1e-12);
+                prop_assert_eq!(pair.chosen == "second", p < 0.5);
+            }
+        }
+    }
+}
