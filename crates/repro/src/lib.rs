@@ -3,5 +3,6 @@
 
 #![deny(missing_docs)]
 
+pub mod bandit;
 mod output;
 pub use output::{ReproError, write_json_atomic};
