@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod data;
 mod generate;
 mod repro;
 
@@ -21,6 +22,9 @@ enum Command {
     /// Reproduce the papers' analyses (toy problem, bandit, …).
     #[command(subcommand)]
     Repro(repro::ReproCommand),
+    /// Inspect preference data files (`data check FILE`).
+    #[command(subcommand)]
+    Data(data::DataCommand),
     /// Continue a prompt with a model (Hugging Face folder or .gguf); text streams to stdout.
     Generate(generate::GenerateArgs),
 }
@@ -29,6 +33,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Repro(command) => repro::run(command),
+        Command::Data(command) => data::run(command),
         Command::Generate(args) => generate::run(args),
     };
     if let Err(error) = result {
