@@ -84,7 +84,10 @@ impl LlamaConfig {
                 return Err(fail(field, "must be positive".into()));
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return Err(fail(
                 "num_key_value_heads",
                 format!(
@@ -93,16 +96,19 @@ impl LlamaConfig {
                 ),
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(fail(
                 "head_dim",
-                format!("{} is odd; rotary embeddings need an even width", self.head_dim),
+                format!(
+                    "{} is odd; rotary embeddings need an even width",
+                    self.head_dim
+                ),
             ));
         }
-        if !(self.rms_norm_eps > 0.0) {
+        if self.rms_norm_eps.is_nan() || self.rms_norm_eps <= 0.0 {
             return Err(fail("rms_norm_eps", "must be positive".into()));
         }
-        if !(self.rope_theta > 0.0) {
+        if self.rope_theta.is_nan() || self.rope_theta <= 0.0 {
             return Err(fail("rope_theta", "must be positive".into()));
         }
         Ok(())
@@ -158,7 +164,10 @@ impl LlamaConfig {
         if let Some(act) = object.get("hidden_act").and_then(Value::as_str)
             && act != "silu"
         {
-            return Err(fail("hidden_act", &format!("{act} is not supported (silu only)")));
+            return Err(fail(
+                "hidden_act",
+                &format!("{act} is not supported (silu only)"),
+            ));
         }
         let hidden_size = required("hidden_size")?;
         let num_attention_heads = required("num_attention_heads")?;
@@ -285,7 +294,10 @@ fn rope_theta(object: &Map<String, Value>) -> std::result::Result<f64, (String, 
         check_type("rope_parameters", params)?;
         if let Some(theta) = params.get("rope_theta") {
             return theta.as_f64().ok_or_else(|| {
-                ("rope_parameters.rope_theta".into(), "expected a number".into())
+                (
+                    "rope_parameters.rope_theta".into(),
+                    "expected a number".into(),
+                )
             });
         }
     }

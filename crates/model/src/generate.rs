@@ -29,13 +29,13 @@ pub enum Sampling {
 impl Sampling {
     /// Greedy at temperature 0, sampling otherwise; checks the ranges.
     pub fn new(temperature: f64, top_p: f64, top_k: Option<usize>) -> Result<Self> {
-        if !(temperature >= 0.0) || !temperature.is_finite() {
+        if !temperature.is_finite() || temperature < 0.0 {
             return Err(ModelError::Generation {
                 field: "temperature",
                 problem: format!("{temperature} is not a finite number ≥ 0"),
             });
         }
-        if !(top_p > 0.0 && top_p <= 1.0) {
+        if top_p.is_nan() || top_p <= 0.0 || top_p > 1.0 {
             return Err(ModelError::Generation {
                 field: "top_p",
                 problem: format!("{top_p} is not in (0, 1]"),
@@ -146,8 +146,7 @@ pub fn generate(
     let mut input: Vec<u32> = prompt.to_vec();
     while generated.len() < config.max_new_tokens {
         let ids: Vec<i64> = input.iter().map(|&t| t as i64).collect();
-        let tokens =
-            Tensor::<2, Int>::from_data(TensorData::new(ids, [1, input.len()]), &device);
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, input.len()]), &device);
         let logits: Vec<f32> = model
             .forward_cached(tokens, &mut cache)
             .into_data()
@@ -209,7 +208,10 @@ mod tests {
 
     #[test]
     fn greedy_takes_the_first_maximum() {
-        assert_eq!(sample_token(&[0.0, 3.0, 3.0, -1.0], Sampling::Greedy, &mut rng()), 1);
+        assert_eq!(
+            sample_token(&[0.0, 3.0, 3.0, -1.0], Sampling::Greedy, &mut rng()),
+            1
+        );
     }
 
     #[test]
@@ -243,13 +245,17 @@ mod tests {
         let s = Sampling::new(1.0, 1.0, None).unwrap();
         let draws: Vec<u32> = {
             let mut r = rng();
-            (0..6000).map(|_| sample_token(&logits, s, &mut r)).collect()
+            (0..6000)
+                .map(|_| sample_token(&logits, s, &mut r))
+                .collect()
         };
         let ones = draws.iter().filter(|&&t| t == 1).count() as f64 / 6000.0;
         assert!((ones - 2.0 / 3.0).abs() < 0.03, "{ones}");
         let again: Vec<u32> = {
             let mut r = rng();
-            (0..6000).map(|_| sample_token(&logits, s, &mut r)).collect()
+            (0..6000)
+                .map(|_| sample_token(&logits, s, &mut r))
+                .collect()
         };
         assert_eq!(draws, again);
     }

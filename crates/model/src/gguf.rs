@@ -86,9 +86,9 @@ impl GgmlType {
             8 => Ok(GgmlType::Q8_0),
             30 => Ok(GgmlType::Bf16),
             other => Err(match NAMES.get(other as usize) {
-                Some(name) => format!(
-                    "type {name} is not supported (f32, f16, bf16, q8_0, q4_0, q4_1)"
-                ),
+                Some(name) => {
+                    format!("type {name} is not supported (f32, f16, bf16, q8_0, q4_0, q4_1)")
+                }
                 None => format!("unknown tensor type {other}"),
             }),
         }
@@ -206,12 +206,21 @@ impl<'a> Cursor<'a> {
             3 => GgufValue::Int(self.u16(key)? as i16 as i64),
             4 => GgufValue::Uint(self.u32(key)? as u64),
             5 => GgufValue::Int(self.u32(key)? as i32 as i64),
-            6 => GgufValue::Float(f32::from_bits(self.u32(key)?) as f64),
+            // The shortest decimal that rounds to the f32 (1e-5, not 9.999999747378752e-6), so
+            // that a configuration written back says what the converter was given.
+            6 => GgufValue::Float(
+                f32::from_bits(self.u32(key)?)
+                    .to_string()
+                    .parse()
+                    .unwrap_or(f64::NAN),
+            ),
             7 => GgufValue::Bool(self.u8(key)? != 0),
             8 => GgufValue::String(self.string(key)?),
             9 => {
                 if depth > 0 {
-                    return Err(self.bad(format!("metadata {key}: nested arrays are not supported")));
+                    return Err(
+                        self.bad(format!("metadata {key}: nested arrays are not supported"))
+                    );
                 }
                 let item = self.u32(key)?;
                 let n = self.len(key)?;
@@ -315,7 +324,7 @@ impl GgufFile {
     fn tensor_bytes(&self, info: &GgufTensorInfo) -> Result<&[u8]> {
         let (per_block, block_bytes) = info.kind.block();
         let inner = info.dims[0];
-        if inner % per_block != 0 {
+        if !inner.is_multiple_of(per_block) {
             return Err(self.bad(format!(
                 "tensor {}: innermost dimension {inner} is not a multiple of the {:?} block size {per_block}",
                 info.name, info.kind
@@ -363,9 +372,10 @@ impl GgufFile {
     fn meta_usize(&self, key: &str) -> Result<Option<usize>> {
         match self.meta(key) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| {
-                self.bad(format!("metadata {key}: expected an unsigned integer"))
-            }),
+            Some(v) => v
+                .as_u64()
+                .map(|n| Some(n as usize))
+                .ok_or_else(|| self.bad(format!("metadata {key}: expected an unsigned integer"))),
         }
     }
 
@@ -404,8 +414,9 @@ impl GgufFile {
         };
         let hidden_size = required("llama.embedding_length")?;
         let num_attention_heads = required("llama.attention.head_count")?;
-        let num_key_value_heads =
-            self.meta_usize("llama.attention.head_count_kv")?.unwrap_or(num_attention_heads);
+        let num_key_value_heads = self
+            .meta_usize("llama.attention.head_count_kv")?
+            .unwrap_or(num_attention_heads);
         let head_dim = match self.meta_usize("llama.attention.key_length")? {
             Some(d) => d,
             None => hidden_size / num_attention_heads.max(1),
@@ -422,9 +433,8 @@ impl GgufFile {
             Some(n) => n,
             None => self.tensor_info("token_embd.weight")?.dims[1],
         };
-        let token = |key: &str| -> Result<Option<u32>> {
-            Ok(self.meta_usize(key)?.map(|n| n as u32))
-        };
+        let token =
+            |key: &str| -> Result<Option<u32>> { Ok(self.meta_usize(key)?.map(|n| n as u32)) };
         let config = LlamaConfig {
             vocab_size,
             hidden_size,
@@ -453,33 +463,47 @@ impl GgufFile {
 
     /// The tokenizer tables in the metadata.
     pub fn vocabulary(&self) -> Result<GgufVocabulary> {
-        let token_types = match self.meta("tokenizer.ggml.token_type") {
-            None => Vec::new(),
-            Some(GgufValue::Array(items)) => items
-                .iter()
-                .map(|v| match v {
-                    GgufValue::Int(n) => Ok(*n as i32),
-                    GgufValue::Uint(n) => Ok(*n as i32),
-                    _ => Err(self.bad("metadata tokenizer.ggml.token_type: expected integers".into())),
-                })
-                .collect::<Result<_>>()?,
-            Some(_) => {
-                return Err(self.bad("metadata tokenizer.ggml.token_type: expected an array".into()));
-            }
-        };
+        let token_types =
+            match self.meta("tokenizer.ggml.token_type") {
+                None => Vec::new(),
+                Some(GgufValue::Array(items)) => items
+                    .iter()
+                    .map(|v| match v {
+                        GgufValue::Int(n) => Ok(*n as i32),
+                        GgufValue::Uint(n) => Ok(*n as i32),
+                        _ => Err(self
+                            .bad("metadata tokenizer.ggml.token_type: expected integers".into())),
+                    })
+                    .collect::<Result<_>>()?,
+                Some(_) => {
+                    return Err(
+                        self.bad("metadata tokenizer.ggml.token_type: expected an array".into())
+                    );
+                }
+            };
         let tokens = self.strings("tokenizer.ggml.tokens")?;
         if tokens.is_empty() {
             return Err(self.bad("metadata tokenizer.ggml.tokens: missing".into()));
         }
         Ok(GgufVocabulary {
-            model: self.meta_str("tokenizer.ggml.model").unwrap_or("gpt2").to_string(),
+            model: self
+                .meta_str("tokenizer.ggml.model")
+                .unwrap_or("gpt2")
+                .to_string(),
             pre: self.meta_str("tokenizer.ggml.pre").map(str::to_string),
             tokens,
             token_types,
             merges: self.strings("tokenizer.ggml.merges")?,
-            bos_token_id: self.meta_usize("tokenizer.ggml.bos_token_id")?.map(|n| n as u32),
-            eos_token_id: self.meta_usize("tokenizer.ggml.eos_token_id")?.map(|n| n as u32),
-            add_bos_token: matches!(self.meta("tokenizer.ggml.add_bos_token"), Some(GgufValue::Bool(true))),
+            bos_token_id: self
+                .meta_usize("tokenizer.ggml.bos_token_id")?
+                .map(|n| n as u32),
+            eos_token_id: self
+                .meta_usize("tokenizer.ggml.eos_token_id")?
+                .map(|n| n as u32),
+            add_bos_token: matches!(
+                self.meta("tokenizer.ggml.add_bos_token"),
+                Some(GgufValue::Bool(true))
+            ),
             chat_template: self.meta_str("tokenizer.chat_template").map(str::to_string),
         })
     }
@@ -488,30 +512,64 @@ impl GgufFile {
     /// (errors name the GGUF tensor), and the Q/K rows that llama.cpp's converter interleaves for
     /// its rotary layout are put back in the half-split order.
     pub fn llama_weights(&self, config: &LlamaConfig) -> Result<WeightMap> {
-        let (c, f, v) = (config.hidden_size, config.intermediate_size, config.vocab_size);
+        let (c, f, v) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.vocab_size,
+        );
         let q = config.num_attention_heads * config.head_dim;
         let kv = config.num_key_value_heads * config.head_dim;
         let mut wanted: Vec<(String, String, Vec<usize>, Option<usize>)> = vec![
-            ("token_embd.weight".into(), "model.embed_tokens.weight".into(), vec![v, c], None),
-            ("output_norm.weight".into(), "model.norm.weight".into(), vec![c], None),
+            (
+                "token_embd.weight".into(),
+                "model.embed_tokens.weight".into(),
+                vec![v, c],
+                None,
+            ),
+            (
+                "output_norm.weight".into(),
+                "model.norm.weight".into(),
+                vec![c],
+                None,
+            ),
         ];
         if !config.tie_word_embeddings {
-            wanted.push(("output.weight".into(), "lm_head.weight".into(), vec![v, c], None));
+            wanted.push((
+                "output.weight".into(),
+                "lm_head.weight".into(),
+                vec![v, c],
+                None,
+            ));
         }
         for i in 0..config.num_hidden_layers {
             let (g, h) = (format!("blk.{i}"), format!("model.layers.{i}"));
             for (gguf, hf, shape, heads) in [
                 ("attn_norm", "input_layernorm", vec![c], None),
                 ("ffn_norm", "post_attention_layernorm", vec![c], None),
-                ("attn_q", "self_attn.q_proj", vec![q, c], Some(config.num_attention_heads)),
-                ("attn_k", "self_attn.k_proj", vec![kv, c], Some(config.num_key_value_heads)),
+                (
+                    "attn_q",
+                    "self_attn.q_proj",
+                    vec![q, c],
+                    Some(config.num_attention_heads),
+                ),
+                (
+                    "attn_k",
+                    "self_attn.k_proj",
+                    vec![kv, c],
+                    Some(config.num_key_value_heads),
+                ),
                 ("attn_v", "self_attn.v_proj", vec![kv, c], None),
                 ("attn_output", "self_attn.o_proj", vec![c, q], None),
                 ("ffn_gate", "mlp.gate_proj", vec![f, c], None),
                 ("ffn_up", "mlp.up_proj", vec![f, c], None),
                 ("ffn_down", "mlp.down_proj", vec![c, f], None),
             ] {
-                wanted.push((format!("{g}.{gguf}.weight"), format!("{h}.{hf}.weight"), shape, heads));
+                wanted.push((
+                    format!("{g}.{gguf}.weight"),
+                    format!("{h}.{hf}.weight"),
+                    shape,
+                    heads,
+                ));
             }
         }
         let mut map = WeightMap {

@@ -81,7 +81,8 @@ impl Rotary {
                 sin.push(angle.sin());
             }
         }
-        let table = |values| Tensor::<4>::from_data(TensorData::new(values, [1, 1, len, half]), device);
+        let table =
+            |values| Tensor::<4>::from_data(TensorData::new(values, [1, 1, len, half]), device);
         Self {
             cos: table(cos),
             sin: table(sin),
@@ -278,7 +279,8 @@ impl LlamaModel {
     pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         let [batch, time] = tokens.dims();
         let hidden = self.hidden_states(tokens, 0, None);
-        self.head(hidden).reshape([batch, time, self.config.vocab_size])
+        self.head(hidden)
+            .reshape([batch, time, self.config.vocab_size])
     }
 
     /// Feeds `tokens: [batch, time]` after the positions already in `cache`, appends their keys

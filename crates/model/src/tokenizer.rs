@@ -115,11 +115,10 @@ impl TextTokenizer {
         let config_path = path.with_file_name("tokenizer_config.json");
         if config_path.exists() {
             let text = std::fs::read_to_string(&config_path).map_err(io_error(&config_path))?;
-            let config: Value =
-                serde_json::from_str(&text).map_err(|cause| ModelError::Json {
-                    path: config_path.clone(),
-                    cause,
-                })?;
+            let config: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json {
+                path: config_path.clone(),
+                cause,
+            })?;
             tokenizer.chat_template = match config.get("chat_template") {
                 Some(Value::String(t)) => Some(t.clone()),
                 // A list of named templates: take the default one.
@@ -133,7 +132,9 @@ impl TextTokenizer {
             };
             let token_name = |field: &str| match config.get(field) {
                 Some(Value::String(s)) => Some(s.clone()),
-                Some(Value::Object(o)) => o.get("content").and_then(Value::as_str).map(String::from),
+                Some(Value::Object(o)) => {
+                    o.get("content").and_then(Value::as_str).map(String::from)
+                }
                 _ => None,
             };
             tokenizer.bos_token = token_name("bos_token");
@@ -328,20 +329,19 @@ pub struct GgufVocabulary {
 
 /// llama.cpp's `tokenizer.ggml.pre` names → the equivalent Hugging Face pre-tokenizer.
 fn pre_tokenizer(pre: Option<&str>) -> std::result::Result<(Value, bool), String> {
-    let byte_level = |use_regex: bool| {
-        json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
-    };
+    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
     match pre.unwrap_or("default") {
         "default" | "gpt2" | "gpt-2" | "olmo" | "jais" => Ok((byte_level(true), false)),
         // llama.cpp splits digits one by one, then applies the GPT-2 pattern.
-        "smollm" | "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b"
-        | "command-r" => Ok((
-            json!({"type": "Sequence", "pretokenizers": [
-                {"type": "Digits", "individual_digits": true},
-                byte_level(true),
-            ]}),
-            false,
-        )),
+        "smollm" | "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" | "command-r" => {
+            Ok((
+                json!({"type": "Sequence", "pretokenizers": [
+                    {"type": "Digits", "individual_digits": true},
+                    byte_level(true),
+                ]}),
+                false,
+            ))
+        }
         "llama3" | "llama-v3" | "llama-bpe" | "smaug-bpe" => Ok((
             json!({"type": "Sequence", "pretokenizers": [
                 {"type": "Split", "pattern": {"Regex": LLAMA3_PATTERN}, "behavior": "Isolated", "invert": false},
@@ -397,17 +397,18 @@ impl GgufVocabulary {
             .collect();
         let post_processor = match (self.add_bos_token, self.bos_token_id) {
             (true, Some(bos)) => {
-                let name = self
-                    .tokens
-                    .get(bos as usize)
-                    .ok_or_else(|| fail(format!("tokenizer.ggml.bos_token_id {bos} is out of range")))?;
+                let name = self.tokens.get(bos as usize).ok_or_else(|| {
+                    fail(format!("tokenizer.ggml.bos_token_id {bos} is out of range"))
+                })?;
                 json!({"type": "TemplateProcessing",
                     "single": [{"SpecialToken": {"id": name, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
                     "pair": [{"SpecialToken": {"id": name, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
                              {"SpecialToken": {"id": name, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
                     "special_tokens": {name: {"id": name, "ids": [bos], "tokens": [name]}}})
             }
-            _ => json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true}),
+            _ => {
+                json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true})
+            }
         };
         Ok(json!({
             "version": "1.0",
@@ -475,24 +476,31 @@ mod tests {
 
     #[test]
     fn gguf_vocabulary_becomes_a_byte_level_bpe_tokenizer() {
-        let tok = tiny_vocabulary(false).to_tokenizer(Path::new("x.gguf")).unwrap();
+        let tok = tiny_vocabulary(false)
+            .to_tokenizer(Path::new("x.gguf"))
+            .unwrap();
         let id = |t: &str| tok.token_id(t).unwrap();
         assert_eq!(tok.encode("he he").unwrap(), vec![id("he"), id("Ġhe")]);
         // Digits are split one by one (the smollm pre-tokenizer).
         assert_eq!(tok.encode("12").unwrap(), vec![id("1"), id("2")]);
         // Control tokens in text are single ids; no BOS is added.
         assert_eq!(tok.encode("<|im_start|>he").unwrap(), vec![1, id("he")]);
-        assert_eq!(tok.decode(&[1, id("he"), id("Ġhe")], true).unwrap(), "he he");
         assert_eq!(
-            tok.decode(&[1, id("he")], false).unwrap(),
-            "<|im_start|>he"
+            tok.decode(&[1, id("he"), id("Ġhe")], true).unwrap(),
+            "he he"
         );
+        assert_eq!(tok.decode(&[1, id("he")], false).unwrap(), "<|im_start|>he");
     }
 
     #[test]
     fn add_bos_token_puts_bos_first() {
-        let tok = tiny_vocabulary(true).to_tokenizer(Path::new("x.gguf")).unwrap();
-        assert_eq!(tok.encode("he").unwrap(), vec![1, tok.token_id("he").unwrap()]);
+        let tok = tiny_vocabulary(true)
+            .to_tokenizer(Path::new("x.gguf"))
+            .unwrap();
+        assert_eq!(
+            tok.encode("he").unwrap(),
+            vec![1, tok.token_id("he").unwrap()]
+        );
     }
 
     #[test]
@@ -500,12 +508,17 @@ mod tests {
         let mut v = tiny_vocabulary(false);
         v.pre = Some("mystery".into());
         let e = v.to_tokenizer(Path::new("m.gguf")).unwrap_err().to_string();
-        assert_eq!(e, "m.gguf: tokenizer: pre-tokenizer mystery is not supported");
+        assert_eq!(
+            e,
+            "m.gguf: tokenizer: pre-tokenizer mystery is not supported"
+        );
     }
 
     #[test]
     fn chatml_template_with_default_system_prompt() {
-        let tok = tiny_vocabulary(false).to_tokenizer(Path::new("x.gguf")).unwrap();
+        let tok = tiny_vocabulary(false)
+            .to_tokenizer(Path::new("x.gguf"))
+            .unwrap();
         let text = tok
             .apply_chat_template(&[ChatMessage::new("user", "Hi")], true)
             .unwrap();
@@ -515,7 +528,10 @@ mod tests {
         );
         let with_system = tok
             .apply_chat_template(
-                &[ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Hi")],
+                &[
+                    ChatMessage::new("system", "Be brief."),
+                    ChatMessage::new("user", "Hi"),
+                ],
                 false,
             )
             .unwrap();

@@ -189,7 +189,10 @@ impl LlamaModel {
         let q = config.num_attention_heads * config.head_dim;
         let kv = config.num_key_value_heads * config.head_dim;
         let mut linear = |name: String, out: usize, input: usize| -> Result<Param<Tensor<2>>> {
-            Ok(param(weights.take(&name, &[out, input])?.transposed(), device))
+            Ok(param(
+                weights.take(&name, &[out, input])?.transposed(),
+                device,
+            ))
         };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
@@ -247,7 +250,10 @@ impl LlamaModel {
     /// sorted by name.
     pub fn to_weights(&self) -> Vec<(String, HostTensor)> {
         let mut out = vec![
-            ("model.embed_tokens.weight".to_string(), host(&self.embed_tokens)),
+            (
+                "model.embed_tokens.weight".to_string(),
+                host(&self.embed_tokens),
+            ),
             ("model.norm.weight".to_string(), host(&self.norm.weight)),
         ];
         if let Some(head) = &self.lm_head {

@@ -58,7 +58,10 @@ fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -83,7 +86,10 @@ fn tokenizer_and_logits_match_transformers() {
 
     let sum_logp: f32 = to_vec(next_token_logps(logits, input)).iter().sum();
     eprintln!("sum logp {sum_logp} (transformers {})", want.sum_logp);
-    assert!((sum_logp as f64 - want.sum_logp).abs() <= 1e-3, "{sum_logp}");
+    assert!(
+        (sum_logp as f64 - want.sum_logp).abs() <= 1e-3,
+        "{sum_logp}"
+    );
 }
 
 #[test]
@@ -110,14 +116,19 @@ fn saved_folder_reloads_with_identical_logits_and_transformers_names() {
     let device = Device::default();
     let want = expected();
     let loaded = load_pretrained(&fixture(), &device).unwrap();
-    let out = std::env::temp_dir().join(format!("softalign-model-roundtrip-{}", std::process::id()));
+    let out =
+        std::env::temp_dir().join(format!("softalign-model-roundtrip-{}", std::process::id()));
     save_pretrained(&loaded.model, &loaded.tokenizer, &out).unwrap();
 
     // Same tensor names, shapes and values as transformers wrote.
     let names = |dir: &Path| {
-        let w = softalign_model::WeightMap::read_safetensors(&dir.join("model.safetensors")).unwrap();
-        let mut v: Vec<(String, Vec<usize>)> =
-            w.tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
+        let w =
+            softalign_model::WeightMap::read_safetensors(&dir.join("model.safetensors")).unwrap();
+        let mut v: Vec<(String, Vec<usize>)> = w
+            .tensors
+            .iter()
+            .map(|(k, t)| (k.clone(), t.shape.clone()))
+            .collect();
         v.sort();
         (v, w)
     };

@@ -78,7 +78,11 @@ fn every_parameter_receives_a_gradient() {
         model.visit(&mut check);
         // 9 per block, embedding, final norm, and the head when untied.
         assert_eq!(check.visited, 2 * 9 + 2 + usize::from(!tied));
-        assert!(check.missing.is_empty(), "no gradient for {:?}", check.missing);
+        assert!(
+            check.missing.is_empty(),
+            "no gradient for {:?}",
+            check.missing
+        );
     }
 }
 
@@ -102,7 +106,10 @@ fn gradient_matches_a_finite_difference() {
         let mut m = model.valid();
         let mut gain = values(m.norm.weight.val());
         gain[3] += delta;
-        m.norm.weight = Param::from_data(TensorData::new(gain, [config.hidden_size]), &Device::default());
+        m.norm.weight = Param::from_data(
+            TensorData::new(gain, [config.hidden_size]),
+            &Device::default(),
+        );
         loss_of(&m)
     };
     let numeric = (shifted(h as f32) - shifted(-h as f32)) / (2.0 * h);
@@ -142,7 +149,8 @@ fn cached_decoding_agrees_with_the_full_pass() {
     let mut cache = KvCache::new(&model);
     let mut at = 0;
     for chunk in [3usize, 1, 2, 1, 1] {
-        let logits = values(model.forward_cached(tokens(&[&ids[at..at + chunk]], &device), &mut cache));
+        let logits =
+            values(model.forward_cached(tokens(&[&ids[at..at + chunk]], &device), &mut cache));
         at += chunk;
         let want = &full[(at - 1) * 40..at * 40];
         for (x, y) in logits.iter().zip(want) {

@@ -5,11 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use softalign_model::{
-    GenerationConfig, Sampling, generate, load_pretrained, next_token_logps,
-};
+use softalign_model::{GenerationConfig, Sampling, generate, load_pretrained, next_token_logps};
 
-const PROMPT: &str = "The capital of France is Paris. The capital of Germany is Berlin. The capital of Italy is";
+const PROMPT: &str =
+    "The capital of France is Paris. The capital of Germany is Berlin. The capital of Italy is";
 
 fn model_path() -> Option<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -32,7 +31,11 @@ fn smollm2_gguf_says_rome_with_the_expected_perplexity() {
     let loaded = load_pretrained(&path, &device).unwrap();
     let config = &loaded.model.config;
     assert_eq!(
-        (config.num_hidden_layers, config.hidden_size, config.vocab_size),
+        (
+            config.num_hidden_layers,
+            config.hidden_size,
+            config.vocab_size
+        ),
         (30, 576, 49152)
     );
     assert!(config.tie_word_embeddings);

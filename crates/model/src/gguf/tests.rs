@@ -1,6 +1,6 @@
 //! Reader tests on GGUF files built in memory by [`super::writer`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::writer::GgufWriter;
 use super::*;
@@ -61,7 +61,10 @@ fn q4_1_block_is_scale_times_nibble_plus_minimum() {
 fn f16_and_bf16_tensors_widen() {
     let raw: Vec<u8> = [ONE, TWO].iter().flat_map(|b| b.to_le_bytes()).collect();
     assert_eq!(dequantize(GgmlType::F16, &raw), vec![1.0, 2.0]);
-    let raw: Vec<u8> = [0x3f80u16, 0xc000].iter().flat_map(|b| b.to_le_bytes()).collect();
+    let raw: Vec<u8> = [0x3f80u16, 0xc000]
+        .iter()
+        .flat_map(|b| b.to_le_bytes())
+        .collect();
     assert_eq!(dequantize(GgmlType::Bf16, &raw), vec![1.0, -2.0]);
 }
 
@@ -123,7 +126,10 @@ fn unknown_and_unsupported_tensor_types_are_named() {
     let name_at = bytes.windows(8).position(|w| w == b"t.weight").unwrap();
     let type_at = name_at + 8 + 4 + 8;
     bytes[type_at..type_at + 4].copy_from_slice(&99u32.to_le_bytes());
-    assert_eq!(parse_err(bytes.clone()), "bad.gguf: tensor t.weight: unknown tensor type 99");
+    assert_eq!(
+        parse_err(bytes.clone()),
+        "bad.gguf: tensor t.weight: unknown tensor type 99"
+    );
     bytes[type_at..type_at + 4].copy_from_slice(&14u32.to_le_bytes());
     assert_eq!(
         parse_err(bytes),
@@ -136,7 +142,9 @@ fn missing_tensor_is_named() {
     let bytes = one_tensor_file(GgmlType::F32, vec![2], vec![0; 8]);
     let file = GgufFile::parse(Path::new("m.gguf"), bytes).unwrap();
     assert_eq!(
-        file.dequantize("blk.0.attn_q.weight").unwrap_err().to_string(),
+        file.dequantize("blk.0.attn_q.weight")
+            .unwrap_err()
+            .to_string(),
         "m.gguf: missing tensor blk.0.attn_q.weight"
     );
 }
@@ -166,4 +174,240 @@ fn unpermute_inverts_llama_cpp_permute() {
         heads,
     );
     assert_eq!(back.data, hf);
+}
+
+/// A tiny Llama as a GGUF file, written the way llama.cpp's converter writes one: Q/K rows
+/// permuted, ggml dimension order, tokenizer metadata. Returns the file's bytes and the same
+/// weights in Hugging Face names.
+fn tiny_llama_gguf(
+    skip: Option<&str>,
+    wrong_shape: Option<&str>,
+) -> (Vec<u8>, WeightMap, LlamaConfig) {
+    let config = LlamaConfig {
+        vocab_size: 98,
+        hidden_size: 16,
+        intermediate_size: 24,
+        num_hidden_layers: 1,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 4,
+        rms_norm_eps: 1e-5,
+        rope_theta: 500.0,
+        tie_word_embeddings: true,
+        max_position_embeddings: 64,
+        bos_token_id: Some(1),
+        eos_token_ids: vec![0],
+    };
+    let mut seed = 12345u64;
+    let mut random = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((seed >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.4
+            })
+            .collect()
+    };
+    let (c, f, v) = (16, 24, 98);
+    let tensors: Vec<(&str, &str, Vec<usize>, Option<usize>)> = vec![
+        (
+            "token_embd.weight",
+            "model.embed_tokens.weight",
+            vec![v, c],
+            None,
+        ),
+        ("output_norm.weight", "model.norm.weight", vec![c], None),
+        (
+            "blk.0.attn_norm.weight",
+            "model.layers.0.input_layernorm.weight",
+            vec![c],
+            None,
+        ),
+        (
+            "blk.0.ffn_norm.weight",
+            "model.layers.0.post_attention_layernorm.weight",
+            vec![c],
+            None,
+        ),
+        (
+            "blk.0.attn_q.weight",
+            "model.layers.0.self_attn.q_proj.weight",
+            vec![16, c],
+            Some(4),
+        ),
+        (
+            "blk.0.attn_k.weight",
+            "model.layers.0.self_attn.k_proj.weight",
+            vec![8, c],
+            Some(2),
+        ),
+        (
+            "blk.0.attn_v.weight",
+            "model.layers.0.self_attn.v_proj.weight",
+            vec![8, c],
+            None,
+        ),
+        (
+            "blk.0.attn_output.weight",
+            "model.layers.0.self_attn.o_proj.weight",
+            vec![c, 16],
+            None,
+        ),
+        (
+            "blk.0.ffn_gate.weight",
+            "model.layers.0.mlp.gate_proj.weight",
+            vec![f, c],
+            None,
+        ),
+        (
+            "blk.0.ffn_up.weight",
+            "model.layers.0.mlp.up_proj.weight",
+            vec![f, c],
+            None,
+        ),
+        (
+            "blk.0.ffn_down.weight",
+            "model.layers.0.mlp.down_proj.weight",
+            vec![c, f],
+            None,
+        ),
+    ];
+    let mut hf = WeightMap::default();
+    let mut w = GgufWriter::default();
+    w.meta("general.architecture", GgufValue::String("llama".into()))
+        .meta("llama.embedding_length", GgufValue::Uint(16))
+        .meta("llama.feed_forward_length", GgufValue::Uint(24))
+        .meta("llama.block_count", GgufValue::Uint(1))
+        .meta("llama.attention.head_count", GgufValue::Uint(4))
+        .meta("llama.attention.head_count_kv", GgufValue::Uint(2))
+        .meta("llama.rope.freq_base", GgufValue::Float(500.0))
+        .meta(
+            "llama.attention.layer_norm_rms_epsilon",
+            GgufValue::Float(1e-5),
+        )
+        .meta("llama.context_length", GgufValue::Uint(64))
+        .meta("tokenizer.ggml.model", GgufValue::String("gpt2".into()))
+        .meta("tokenizer.ggml.pre", GgufValue::String("smollm".into()))
+        .meta("tokenizer.ggml.bos_token_id", GgufValue::Uint(1))
+        .meta("tokenizer.ggml.eos_token_id", GgufValue::Uint(0))
+        .meta("tokenizer.ggml.add_bos_token", GgufValue::Bool(false));
+    let mut tokens = vec![
+        GgufValue::String("<|endoftext|>".into()),
+        GgufValue::String("<|im_start|>".into()),
+    ];
+    let mut types = vec![GgufValue::Int(3), GgufValue::Int(3)];
+    for b in 33u8..=126 {
+        tokens.push(GgufValue::String((b as char).to_string()));
+        types.push(GgufValue::Int(1));
+    }
+    tokens.push(GgufValue::String("Ġ".into()));
+    types.push(GgufValue::Int(1));
+    tokens.push(GgufValue::String("he".into()));
+    types.push(GgufValue::Int(1));
+    w.meta("tokenizer.ggml.tokens", GgufValue::Array(tokens))
+        .meta("tokenizer.ggml.token_type", GgufValue::Array(types))
+        .meta(
+            "tokenizer.ggml.merges",
+            GgufValue::Array(vec![GgufValue::String("h e".into())]),
+        );
+    for (gguf, name, shape, heads) in tensors {
+        let data = random(shape.iter().product());
+        let host = HostTensor {
+            shape: shape.clone(),
+            data,
+        };
+        let mut stored = host.clone();
+        if let Some(heads) = heads {
+            // llama.cpp's permute: HF row h·d + s·d/2 + i goes to row h·d + 2i + s.
+            let (rows, cols) = (shape[0], shape[1]);
+            let d = rows / heads;
+            for h in 0..heads {
+                for s in 0..2 {
+                    for i in 0..d / 2 {
+                        let (src, dst) = (h * d + s * d / 2 + i, h * d + 2 * i + s);
+                        stored.data[dst * cols..(dst + 1) * cols]
+                            .copy_from_slice(&host.data[src * cols..(src + 1) * cols]);
+                    }
+                }
+            }
+        }
+        hf.tensors.insert(name.to_string(), host);
+        if skip == Some(gguf) {
+            continue;
+        }
+        let mut shape = shape;
+        if wrong_shape == Some(gguf) {
+            shape[0] += 1;
+            stored
+                .data
+                .extend(std::iter::repeat_n(0.0, shape[1..].iter().product()));
+        }
+        w.f32_tensor(gguf, &shape, &stored.data);
+    }
+    (w.to_bytes(), hf, config)
+}
+
+fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("softalign-{}-{name}", std::process::id()));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn gguf_model_matches_the_same_weights_in_hugging_face_layout() {
+    use burn::tensor::{Device, Int, Tensor, TensorData};
+    let (bytes, hf, config) = tiny_llama_gguf(None, None);
+    let path = temp_file("tiny.gguf", &bytes);
+    let device = Device::default();
+    let loaded = crate::load_pretrained(&path, &device).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(loaded.model.config, config);
+    let reference = crate::LlamaModel::from_weights(&config, hf, &device).unwrap();
+    let ids = loaded.tokenizer.encode("he he!").unwrap();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    let input = Tensor::<2, Int>::from_data(
+        TensorData::new(
+            ids.iter().map(|&t| t as i64).collect::<Vec<_>>(),
+            [1, ids.len()],
+        ),
+        &device,
+    );
+    let a: Vec<f32> = loaded
+        .model
+        .forward(input.clone())
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    let b: Vec<f32> = reference.forward(input).into_data().iter::<f32>().collect();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn gguf_model_with_a_missing_or_misshapen_tensor_names_it() {
+    let device = burn::tensor::Device::default();
+    let (bytes, _, _) = tiny_llama_gguf(Some("blk.0.ffn_up.weight"), None);
+    let path = temp_file("missing.gguf", &bytes);
+    let e = crate::load_pretrained(&path, &device)
+        .unwrap_err()
+        .to_string();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        e,
+        format!("{}: missing tensor blk.0.ffn_up.weight", path.display())
+    );
+
+    let (bytes, _, _) = tiny_llama_gguf(None, Some("blk.0.attn_k.weight"));
+    let path = temp_file("shape.gguf", &bytes);
+    let e = crate::load_pretrained(&path, &device)
+        .unwrap_err()
+        .to_string();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        e,
+        format!(
+            "{}: tensor blk.0.attn_k.weight: shape [16, 9], expected [16, 8]",
+            path.display()
+        )
+    );
 }
