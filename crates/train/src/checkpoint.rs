@@ -1,0 +1,149 @@
+//! Checkpoints of a run: `OUT/checkpoints/step-NNNNNNNN/` holding the model and optimizer state
+//! (`model.bpk`, `optimizer.bpk`, from `softalign_optim::checkpoint`), the trainer state
+//! (`trainer_state.json`: step, seed, metric history) and the objective's state.
+//!
+//! Each checkpoint is written as `step-NNNNNNNN.partial/` and renamed into place once every file
+//! is synced, so a run killed at any moment leaves its earlier checkpoints intact and at worst
+//! a `.partial` folder, which readers ignore and the next save removes.
+
+use std::path::{Path, PathBuf};
+
+use burn::optim::ModuleOptimizer;
+use serde::{Deserialize, Serialize};
+use softalign_model::LlamaModel;
+use softalign_optim::checkpoint::{
+    CheckpointError, MODEL_FILE, load_training_state, save_training_state,
+};
+
+use crate::error::{Result, TrainError, io_error};
+use crate::metrics::MetricRecord;
+
+/// Folder of checkpoints inside the output folder.
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+/// File of the trainer state inside a checkpoint.
+pub const TRAINER_STATE_FILE: &str = "trainer_state.json";
+
+/// What the loop needs besides weights and optimizer state to continue a run exactly. The data
+/// order is a function of the seed and the step ([`crate::example_at`]), so no RNG state is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Optimizer steps completed.
+    pub step: usize,
+    /// Seed of the data order.
+    pub seed: u64,
+    /// Steps of the whole run.
+    pub total_steps: usize,
+    /// Metric records so far.
+    pub history: Vec<MetricRecord>,
+}
+
+/// The folder name of the checkpoint after `step` steps.
+pub fn checkpoint_name(step: usize) -> String {
+    format!("step-{step:08}")
+}
+
+fn checkpoint_step(name: &str) -> Option<usize> {
+    name.strip_prefix("step-")?.parse().ok()
+}
+
+/// Complete checkpoints under `out_dir/checkpoints`, oldest first: folders named `step-N` (not
+/// `.partial`) that hold a trainer state and a model file.
+pub fn list_checkpoints(out_dir: &Path) -> Vec<(usize, PathBuf)> {
+    let dir = out_dir.join(CHECKPOINTS_DIR);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(usize, PathBuf)> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step = checkpoint_step(&name)?;
+            let path = e.path();
+            (path.join(TRAINER_STATE_FILE).is_file() && path.join(MODEL_FILE).is_file())
+                .then_some((step, path))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// The checkpoint folder that `path` names: a checkpoint itself (it holds `trainer_state.json`),
+/// or an output folder, whose newest complete checkpoint is taken.
+pub fn find_checkpoint(path: &Path) -> Result<PathBuf> {
+    if path.join(TRAINER_STATE_FILE).is_file() {
+        return Ok(path.to_path_buf());
+    }
+    if !path.exists() {
+        return Err(TrainError::Resume {
+            path: path.to_path_buf(),
+            problem: "no such folder".into(),
+        });
+    }
+    list_checkpoints(path)
+        .pop()
+        .map(|(_, p)| p)
+        .ok_or_else(|| TrainError::Resume {
+            path: path.to_path_buf(),
+            problem: format!(
+                "neither a checkpoint ({TRAINER_STATE_FILE}) nor an output folder with a complete checkpoint in {CHECKPOINTS_DIR}/"
+            ),
+        })
+}
+
+/// Writes the checkpoint of `step` atomically, then removes all but the newest `keep` complete
+/// checkpoints and any leftover `.partial` folder. Returns the checkpoint's folder.
+pub fn save_checkpoint(
+    out_dir: &Path,
+    model: &LlamaModel,
+    optim: &ModuleOptimizer,
+    state: &TrainerState,
+    objective_state: impl FnOnce(&Path) -> Result<()>,
+    keep: usize,
+) -> Result<PathBuf> {
+    let root = out_dir.join(CHECKPOINTS_DIR);
+    std::fs::create_dir_all(&root).map_err(io_error(&root))?;
+    let dir = root.join(checkpoint_name(state.step));
+    save_training_state(&dir, model, optim, |partial| {
+        let path = partial.join(TRAINER_STATE_FILE);
+        let text = serde_json::to_vec(state).expect("trainer state serialises");
+        std::fs::write(&path, text).map_err(|source| CheckpointError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        objective_state(partial).map_err(|e| CheckpointError::Record {
+            path: partial.to_path_buf(),
+            message: e.to_string(),
+        })
+    })?;
+    let complete = list_checkpoints(out_dir);
+    let excess = complete.len().saturating_sub(keep);
+    for (_, old) in complete.into_iter().take(excess) {
+        std::fs::remove_dir_all(&old).map_err(io_error(&old))?;
+    }
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".partial") || name.ends_with(".old") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    Ok(dir)
+}
+
+/// Reads a checkpoint into a freshly built `model` (same architecture) and optimizer.
+pub fn load_checkpoint(
+    dir: &Path,
+    model: LlamaModel,
+    optim: ModuleOptimizer,
+) -> Result<(LlamaModel, ModuleOptimizer, TrainerState)> {
+    let path = dir.join(TRAINER_STATE_FILE);
+    let bytes = std::fs::read(&path).map_err(io_error(&path))?;
+    let state: TrainerState =
+        serde_json::from_slice(&bytes).map_err(|source| TrainError::Json {
+            path: path.clone(),
+            source,
+        })?;
+    let (model, optim) = load_training_state(dir, model, optim)?;
+    Ok((model, optim, state))
+}

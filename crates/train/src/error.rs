@@ -1,0 +1,102 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong setting up, running or resuming a training run.
+///
+/// Messages are one line, lowercase, and name the file, line or setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A setting is out of its domain; `name` is the flag or config key (`--beta`, `max-length`).
+    #[error("{name}: {reason}")]
+    Setting {
+        /// The flag or config key.
+        name: &'static str,
+        /// What is wrong, with the value.
+        reason: String,
+    },
+    /// A data record cannot be used for training (after loading and validation succeeded), e.g.
+    /// a response that encodes to no tokens.
+    #[error("{path}:{line}: {field}: {problem}", path = path.display())]
+    Record {
+        /// The data file.
+        path: PathBuf,
+        /// The record's line (JSONL) or number (JSON array).
+        line: usize,
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}", path = path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The operating-system error.
+        source: std::io::Error,
+    },
+    /// A JSON file the trainer wrote (trainer state, reference cache) does not parse.
+    #[error("{path}: invalid json: {source}", path = path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        source: serde_json::Error,
+    },
+    /// A checkpoint to resume from is missing or unusable.
+    #[error("{path}: cannot resume: {problem}", path = path.display())]
+    Resume {
+        /// The folder given to resume from.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Preference data could not be read or is invalid.
+    #[error(transparent)]
+    Data(#[from] softalign_data::DataError),
+    /// The model could not be loaded, saved or run.
+    #[error(transparent)]
+    Model(#[from] softalign_model::ModelError),
+    /// A checkpoint could not be written or read.
+    #[error(transparent)]
+    Checkpoint(#[from] softalign_optim::checkpoint::CheckpointError),
+    /// A preference-loss setting is invalid.
+    #[error(transparent)]
+    Pref(#[from] softalign_pref::PrefError),
+    /// A figure could not be drawn.
+    #[error("{path}: cannot draw figure: {message}", path = path.display())]
+    Plot {
+        /// The PNG file.
+        path: PathBuf,
+        /// What the plotting library reported.
+        message: String,
+    },
+    /// The loss became NaN or infinite.
+    #[error("step {step}: loss is not finite ({value}); lower the learning rate or check the data")]
+    NonFinite {
+        /// The optimizer step.
+        step: usize,
+        /// The loss value.
+        value: f64,
+    },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+
+/// Maps an I/O error to [`TrainError::Io`] naming `path`.
+pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A [`TrainError::Setting`].
+pub(crate) fn setting(name: &'static str, reason: impl Into<String>) -> TrainError {
+    TrainError::Setting {
+        name,
+        reason: reason.into(),
+    }
+}

@@ -1,0 +1,36 @@
+//! Supervised fine-tuning and soft-label preference alignment of Llama-family models.
+//!
+//! - [`train_loop`]: the loop SFT and alignment share: data order from the seed and step
+//!   ([`example_at`]), gradient accumulation, global gradient-norm clipping, warmup + cosine
+//!   [`Schedule`], held-out evaluation, `metrics.jsonl` / `metrics.csv`, a progress bar,
+//!   atomic checkpoints and bitwise-exact resume ([`checkpoint`]).
+//! - [`Objective`]: what a step optimises: [`SftObjective`] (response tokens only) or
+//!   [`PreferenceObjective`] (any `softalign_pref::PrefLoss` against a frozen reference, with
+//!   reference log-probabilities cached or computed on the fly).
+//! - [`demo`]: the built-in demo with an exactly computable true reward.
+//!
+//! The crate never parses command lines and never touches the network.
+
+#![deny(missing_docs)]
+
+pub mod checkpoint;
+pub mod demo;
+mod error;
+pub mod figures;
+pub mod metrics;
+pub mod objective;
+mod schedule;
+pub mod sequence;
+mod trainer;
+
+pub use error::{Result, TrainError};
+pub use objective::{
+    Item, Objective, PreferenceObjective, PreferenceOutputs, ReferenceMode, SftObjective,
+    SftOutputs,
+};
+pub use schedule::Schedule;
+pub use sequence::{EncodedExample, EncodedPair, SequenceBatch, Truncation};
+pub use trainer::{
+    LoopOutcome, LoopSettings, Run, clip_global_grad_norm, evaluate, example_at, global_grad_norm,
+    train_loop,
+};

@@ -1,0 +1,438 @@
+//! The training loop shared by SFT and preference alignment: data order, gradient accumulation,
+//! global gradient-norm clipping, the learning-rate schedule, held-out evaluation, metrics,
+//! progress, checkpoints and exact resume.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use softalign_model::LlamaModel;
+use softalign_optim::OptimizerKind;
+
+use crate::checkpoint::{TrainerState, load_checkpoint, save_checkpoint};
+use crate::error::{Result, TrainError, setting};
+use crate::metrics::{MetricRecord, MetricsLog};
+use crate::objective::{Item, Objective};
+use crate::schedule::Schedule;
+
+/// Settings of the loop, shared by SFT and alignment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoopSettings {
+    /// The optimizer (ADOPT by default), with its default hyper-parameters.
+    pub optimizer: OptimizerKind,
+    /// Weight decay (decoupled for ADOPT and AdamW, L2 for Adam and AMSGrad).
+    pub weight_decay: f64,
+    /// Learning rate per step; its `total_steps` is the length of the run.
+    pub schedule: Schedule,
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step (gradient accumulation).
+    pub grad_accum: usize,
+    /// Clip the global gradient norm (over all parameters together) to this value.
+    pub max_grad_norm: Option<f64>,
+    /// Evaluate on the held-out set every this many steps (and before the first and after the
+    /// last); 0 evaluates only before the first and after the last.
+    pub eval_every: usize,
+    /// Examples per evaluation batch.
+    pub eval_batch_size: usize,
+    /// Save a checkpoint every this many steps (and at the end and on interruption); 0 only then.
+    pub save_every: usize,
+    /// How many checkpoints to keep (the newest).
+    pub keep_checkpoints: usize,
+    /// Seed of the data order.
+    pub seed: u64,
+    /// Output folder: metrics, figures, checkpoints.
+    pub out_dir: PathBuf,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+    /// A short name shown before the progress bar (`sft`, `gdpo`).
+    pub label: String,
+}
+
+impl LoopSettings {
+    /// Checks the ranges of the settings.
+    pub fn validate(&self) -> Result<()> {
+        self.schedule.validate()?;
+        if self.batch_size == 0 {
+            return Err(setting("batch-size", "must be at least 1"));
+        }
+        if self.grad_accum == 0 {
+            return Err(setting("grad-accum", "must be at least 1"));
+        }
+        if self.eval_batch_size == 0 {
+            return Err(setting("eval-batch-size", "must be at least 1"));
+        }
+        if let Some(norm) = self.max_grad_norm
+            && !(norm.is_finite() && norm > 0.0)
+        {
+            return Err(setting(
+                "max-grad-norm",
+                format!("must be positive and finite, got {norm}"),
+            ));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(setting(
+                "weight-decay",
+                format!("must be non-negative and finite, got {}", self.weight_decay),
+            ));
+        }
+        if self.keep_checkpoints == 0 {
+            return Err(setting("keep-checkpoints", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Examples consumed by one optimizer step.
+    pub fn examples_per_step(&self) -> usize {
+        self.batch_size * self.grad_accum
+    }
+}
+
+/// What a run ended with.
+#[derive(Debug)]
+pub struct LoopOutcome {
+    /// The trained model (on the autodiff device it was trained on).
+    pub model: LlamaModel,
+    /// Every metric record of the run, resumed parts included.
+    pub history: Vec<MetricRecord>,
+    /// Optimizer steps completed.
+    pub steps: usize,
+    /// Whether the stop flag ended the run early (a checkpoint was saved).
+    pub interrupted: bool,
+    /// The last checkpoint written.
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// The index of the example at position `position` of the run's data stream: epoch after epoch,
+/// each a permutation drawn from `seed` and the epoch number alone, so the order at any step is
+/// known without replaying the ones before (a resume needs only the step).
+///
+/// ```
+/// use softalign_train::example_at;
+/// let first_epoch: Vec<usize> = (0..5).map(|p| example_at(p, 5, 7)).collect();
+/// let mut sorted = first_epoch.clone();
+/// sorted.sort();
+/// assert_eq!(sorted, vec![0, 1, 2, 3, 4]);
+/// assert_eq!(example_at(3, 5, 7), first_epoch[3]);
+/// ```
+pub fn example_at(position: usize, examples: usize, seed: u64) -> usize {
+    epoch_order(position / examples, examples, seed)[position % examples]
+}
+
+fn epoch_order(epoch: usize, examples: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..examples).collect();
+    let stream = seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(stream));
+    order
+}
+
+/// Squared L2 norms of every parameter's gradient.
+struct GradNorm<'a> {
+    grads: &'a GradientsParams,
+    sum_squares: f64,
+}
+
+impl ModuleVisitor for GradNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(grad) = self.grads.get::<D>(param.id) {
+            let squares: f32 = grad.powi_scalar(2).sum().into_scalar::<f32>();
+            self.sum_squares += f64::from(squares);
+        }
+    }
+}
+
+/// Multiplies every gradient by a factor.
+struct ScaleGrads<'a> {
+    grads: &'a mut GradientsParams,
+    factor: f64,
+}
+
+impl ModuleVisitor for ScaleGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(grad) = self.grads.remove::<D>(param.id) {
+            self.grads
+                .register::<D>(param.id, grad.mul_scalar(self.factor));
+        }
+    }
+}
+
+/// The global gradient norm `‖g‖₂` over all parameters of `model` together.
+pub fn global_grad_norm(model: &LlamaModel, grads: &GradientsParams) -> f64 {
+    let mut visitor = GradNorm {
+        grads,
+        sum_squares: 0.0,
+    };
+    model.visit(&mut visitor);
+    visitor.sum_squares.sqrt()
+}
+
+/// Scales all gradients by `max_norm / norm` when the global norm exceeds `max_norm` (as
+/// `torch.nn.utils.clip_grad_norm_` does, with its 1e-6 guard). Returns the norm before clipping.
+pub fn clip_global_grad_norm(
+    model: &LlamaModel,
+    grads: &mut GradientsParams,
+    max_norm: f64,
+) -> f64 {
+    let norm = global_grad_norm(model, grads);
+    let factor = max_norm / (norm + 1e-6);
+    if factor < 1.0 {
+        model.visit(&mut ScaleGrads { grads, factor });
+    }
+    norm
+}
+
+/// Evaluates `model` (in validation mode) on `examples`, keyed after the `train_len` training
+/// examples; `None` when there are none.
+pub fn evaluate<O: Objective>(
+    model: &LlamaModel,
+    objective: &mut O,
+    examples: &[O::Example],
+    train_len: usize,
+    batch_size: usize,
+) -> Result<Option<Vec<(&'static str, f64)>>> {
+    if examples.is_empty() {
+        return Ok(None);
+    }
+    let valid = model.valid();
+    let mut outputs = O::Outputs::default();
+    for (c, chunk) in examples.chunks(batch_size.max(1)).enumerate() {
+        let items: Vec<Item<'_, O::Example>> = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, example)| Item {
+                key: train_len + c * batch_size + j,
+                example,
+            })
+            .collect();
+        let (_, more) = objective.forward(&valid, &items)?;
+        O::absorb(&mut outputs, more);
+    }
+    Ok(Some(objective.metrics(&outputs)))
+}
+
+/// The data, settings and controls of one run.
+pub struct Run<'a, O: Objective> {
+    /// The objective (SFT or a preference loss).
+    pub objective: &'a mut O,
+    /// Training examples.
+    pub train: &'a [O::Example],
+    /// Held-out examples (may be empty).
+    pub eval: &'a [O::Example],
+    /// The loop's settings.
+    pub settings: &'a LoopSettings,
+    /// A checkpoint folder to resume from.
+    pub resume: Option<&'a Path>,
+    /// Set (e.g. by a Ctrl-C handler) to stop after the current step with a checkpoint.
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// Trains `model` (on an autodiff device) with `run`'s objective. With `run.resume`, the model,
+/// optimizer state, step, objective state and metric history come from the checkpoint and the
+/// run continues bitwise as if it had never stopped.
+pub fn train_loop<O: Objective>(model: LlamaModel, run: Run<'_, O>) -> Result<LoopOutcome> {
+    let settings = run.settings;
+    settings.validate()?;
+    if run.train.is_empty() {
+        return Err(setting("data", "no training examples"));
+    }
+    let total = settings.schedule.total_steps;
+    let optimizer = settings
+        .optimizer
+        .module_optimizer(settings.weight_decay, None);
+    let (mut model, mut optim, start, history) = match run.resume {
+        Some(dir) => {
+            let (model, optim, state) = load_checkpoint(dir, model, optimizer)?;
+            run.objective.load_state(dir)?;
+            if state.step > total {
+                return Err(TrainError::Resume {
+                    path: dir.to_path_buf(),
+                    problem: format!(
+                        "the checkpoint is at step {} but the run has only {total} steps",
+                        state.step
+                    ),
+                });
+            }
+            (model, optim, state.step, state.history)
+        }
+        None => (model, optimizer, 0, Vec::new()),
+    };
+    std::fs::create_dir_all(&settings.out_dir)
+        .map_err(crate::error::io_error(&settings.out_dir))?;
+    let mut columns = vec!["step", "split"];
+    columns.extend(run.objective.metric_names());
+    columns.extend(["grad_norm", "learning_rate"]);
+    let mut log = MetricsLog::create(&settings.out_dir, &columns, &history)?;
+    let mut history = history;
+
+    let progress = progress_bar(settings, total, start);
+    let train_len = run.train.len();
+    let record_eval = |model: &LlamaModel,
+                       objective: &mut O,
+                       step: usize,
+                       history: &mut Vec<MetricRecord>,
+                       log: &mut MetricsLog|
+     -> Result<()> {
+        if let Some(metrics) = evaluate(
+            model,
+            objective,
+            run.eval,
+            train_len,
+            settings.eval_batch_size,
+        )? {
+            let record = MetricRecord::new(step, "eval", metrics);
+            log.append(&record)?;
+            history.push(record);
+        }
+        Ok(())
+    };
+    if start == 0 {
+        record_eval(&model, run.objective, 0, &mut history, &mut log)?;
+    }
+
+    let mut interrupted = false;
+    let mut done = start;
+    for step in start..total {
+        if run.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+            interrupted = true;
+            break;
+        }
+        let learning_rate = settings.schedule.learning_rate(step);
+        let (grads, outputs) = step_gradients(&model, run.objective, run.train, settings, step)?;
+        let mut grads = grads;
+        let grad_norm = match settings.max_grad_norm {
+            Some(max) => clip_global_grad_norm(&model, &mut grads, max),
+            None => global_grad_norm(&model, &grads),
+        };
+        model = optim.step(learning_rate, model, grads);
+        done = step + 1;
+
+        let mut metrics = run.objective.metrics(&outputs);
+        let loss = metrics.first().map_or(f64::NAN, |m| m.1);
+        if !loss.is_finite() {
+            return Err(TrainError::NonFinite {
+                step: done,
+                value: loss,
+            });
+        }
+        metrics.push(("grad_norm", grad_norm));
+        metrics.push(("learning_rate", learning_rate));
+        let record = MetricRecord::new(done, "train", metrics);
+        log.append(&record)?;
+        history.push(record);
+        progress.set_message(format!("loss {loss:.4}"));
+        progress.inc(1);
+
+        if settings.eval_every > 0 && done % settings.eval_every == 0 && done < total {
+            record_eval(&model, run.objective, done, &mut history, &mut log)?;
+        }
+        if settings.save_every > 0 && done % settings.save_every == 0 && done < total {
+            save(&model, &optim, run.objective, settings, done, &history)?;
+        }
+    }
+    if !interrupted && done == total && history.last().is_none_or(|r| r.split != "eval") {
+        record_eval(&model, run.objective, done, &mut history, &mut log)?;
+    }
+    let checkpoint = Some(save(
+        &model,
+        &optim,
+        run.objective,
+        settings,
+        done,
+        &history,
+    )?);
+    progress.finish_and_clear();
+    Ok(LoopOutcome {
+        model,
+        history,
+        steps: done,
+        interrupted,
+        checkpoint,
+    })
+}
+
+/// The gradients of optimizer step `step`: `grad_accum` micro-batches of `batch_size` examples
+/// each, each loss divided by `grad_accum` so the sum is the mean over the step's examples.
+fn step_gradients<O: Objective>(
+    model: &LlamaModel,
+    objective: &mut O,
+    train: &[O::Example],
+    settings: &LoopSettings,
+    step: usize,
+) -> Result<(GradientsParams, O::Outputs)> {
+    let mut outputs = O::Outputs::default();
+    let mut accumulator = GradientsAccumulator::<LlamaModel>::new();
+    let mut single = None;
+    for micro in 0..settings.grad_accum {
+        let first = (step * settings.grad_accum + micro) * settings.batch_size;
+        let items: Vec<Item<'_, O::Example>> = (first..first + settings.batch_size)
+            .map(|position| {
+                let key = example_at(position, train.len(), settings.seed);
+                Item {
+                    key,
+                    example: &train[key],
+                }
+            })
+            .collect();
+        let (loss, more) = objective.forward(model, &items)?;
+        O::absorb(&mut outputs, more);
+        let loss = if settings.grad_accum > 1 {
+            loss.div_scalar(settings.grad_accum as f64)
+        } else {
+            loss
+        };
+        let grads = GradientsParams::from_grads(loss.backward(), model);
+        if settings.grad_accum == 1 {
+            single = Some(grads);
+        } else {
+            accumulator.accumulate(model, grads);
+        }
+    }
+    let grads = single.unwrap_or_else(|| accumulator.grads());
+    Ok((grads, outputs))
+}
+
+fn save<O: Objective>(
+    model: &LlamaModel,
+    optim: &ModuleOptimizer,
+    objective: &O,
+    settings: &LoopSettings,
+    step: usize,
+    history: &[MetricRecord],
+) -> Result<PathBuf> {
+    let state = TrainerState {
+        step,
+        seed: settings.seed,
+        total_steps: settings.schedule.total_steps,
+        history: history.to_vec(),
+    };
+    save_checkpoint(
+        &settings.out_dir,
+        model,
+        optim,
+        &state,
+        |dir| objective.save_state(dir),
+        settings.keep_checkpoints,
+    )
+}
+
+fn progress_bar(settings: &LoopSettings, total: usize, start: usize) -> ProgressBar {
+    if !settings.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} steps, {per_sec}, eta {eta} {msg}",
+    )
+    .expect("the template is valid");
+    bar.set_style(style);
+    bar.set_prefix(settings.label.clone());
+    bar.set_position(start as u64);
+    bar.reset_eta();
+    bar
+}
