@@ -7,7 +7,7 @@
 //! key/value heads are broadcast to their query groups, never looped over).
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::silu;
+use burn::tensor::activation::{silu, softmax};
 use burn::tensor::module::{attention, embedding};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
@@ -341,16 +341,30 @@ impl LlamaModel {
 }
 
 /// Log-probability of each target token under `logits`: `logits: [batch, time, vocab]`,
-/// `targets: [batch, time]` → `[batch, time]`, computed as `logit[target] − logsumexp(logits)`
-/// (stable, and differentiable).
+/// `targets: [batch, time]` → `[batch, time]`, i.e. `logit[target] − logsumexp(logits)`.
+///
+/// The normaliser comes from the backend's fused softmax (SIMD, row-parallel on flex), never
+/// from an element-wise `exp` pass: with `p = softmax(x)`, `logsumexp(x) = max(x) − ln max(p)`,
+/// and `max(p) ≥ 1 / vocab` cannot underflow. On a tracked autodiff tensor the normaliser is
+/// given its exact gradient `softmax(x)` through the surrogate `Σ x·p` (value cancelled,
+/// gradient kept), so the vocabulary-sized work in the backward pass is one multiply.
 ///
 /// For next-token scoring pass `logits` of positions `0 .. n−1` and targets `tokens[1 ..]`; see
 /// [`next_token_logps`].
 pub fn token_logps(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
-    let max = logits.clone().max_dim(2).detach();
-    let shifted = logits - max;
-    let log_norm = shifted.clone().exp().sum_dim(2).log();
-    let picked = shifted.gather(2, targets.unsqueeze_dim::<3>(2));
+    let plain = logits.clone().inner();
+    let probs = softmax(plain.clone(), 2);
+    let log_norm = plain.max_dim(2) - probs.clone().max_dim(2).log();
+    let picked = logits.clone().gather(2, targets.unsqueeze_dim::<3>(2));
+    if !logits.is_autodiff() {
+        return (picked - log_norm).squeeze_dim::<2>(2);
+    }
+    let log_norm = Tensor::from_inner(log_norm);
+    if !logits.is_tracked() {
+        return (picked - log_norm).squeeze_dim::<2>(2);
+    }
+    let surrogate = (logits * Tensor::from_inner(probs)).sum_dim(2);
+    let log_norm = surrogate.clone() - surrogate.detach() + log_norm;
     (picked - log_norm).squeeze_dim::<2>(2)
 }
 

@@ -158,3 +158,44 @@ fn cached_decoding_agrees_with_the_full_pass() {
         }
     }
 }
+
+#[test]
+fn token_logps_match_log_softmax_in_value_and_gradient() {
+    use burn::tensor::activation::{log_softmax, softmax};
+    use softalign_model::token_logps;
+    let (b, t, v) = (2, 3, 7);
+    let raw: Vec<f32> = (0..b * t * v)
+        .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.9)
+        .collect();
+    let targets = [0i64, 6, 3, 2, 2, 5];
+    for autodiff in [false, true] {
+        let device = if autodiff {
+            Device::default().autodiff()
+        } else {
+            Device::default()
+        };
+        let logits = Tensor::<3>::from_data(TensorData::new(raw.clone(), [b, t, v]), &device);
+        let logits = if autodiff {
+            logits.require_grad()
+        } else {
+            logits
+        };
+        let target =
+            Tensor::<2, Int>::from_data(TensorData::new(targets.to_vec(), [b, t]), &device);
+        let got = token_logps(logits.clone(), target.clone());
+        let want = log_softmax(logits.clone(), 2).gather(2, target.clone().unsqueeze_dim::<3>(2));
+        for (x, y) in values(got.clone()).iter().zip(values(want)) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+        if autodiff {
+            let grads = got.sum().backward();
+            let grad = values(logits.grad(&grads).unwrap());
+            // d Σ logp / d logits = onehot(target) − softmax(logits).
+            let p = values(softmax(logits.inner(), 2));
+            for (i, g) in grad.iter().enumerate() {
+                let onehot = f32::from(targets[i / v] as usize == i % v);
+                assert!((g - (onehot - p[i])).abs() < 1e-5, "element {i}: {g}");
+            }
+        }
+    }
+}
