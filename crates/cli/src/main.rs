@@ -5,9 +5,11 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod data;
 mod generate;
 mod repro;
+mod repro_real;
 
 /// Soft-label preference alignment (DPO, cDPO, GDPO, …) and the ADOPT optimizer.
 #[derive(Debug, Parser)]
@@ -19,6 +21,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Measure speed (`bench optim`: one optimizer step per parameter, against burn's AdamW).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Reproduce the papers' analyses (toy problem, bandit, …).
     #[command(subcommand)]
     Repro(repro::ReproCommand),
@@ -33,6 +38,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Repro(command) => repro::run(command),
+        Command::Bench(command) => bench::run(command),
         Command::Data(command) => data::run(command),
         Command::Generate(args) => generate::run(args),
     };

@@ -34,6 +34,7 @@
 
 mod adam;
 mod adopt;
+pub mod bench;
 pub mod checkpoint;
 pub mod coefficients;
 pub mod golden;

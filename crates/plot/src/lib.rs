@@ -51,7 +51,11 @@ pub struct Series {
 impl Series {
     /// A line with no band.
     pub fn line(label: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
-        Self { label: label.into(), points, band: Vec::new() }
+        Self {
+            label: label.into(),
+            points,
+            band: Vec::new(),
+        }
     }
 
     /// A line with a shaded band.
@@ -132,7 +136,10 @@ impl Figure {
     /// Draw the figure and write it to `path` (PNG) atomically.
     pub fn save(&self, path: &Path) -> Result<(), PlotError> {
         register_embedded_font();
-        let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let partial = path.with_file_name(format!(".{file_name}.partial.png"));
         let draw_error = |e: &dyn std::fmt::Display| PlotError::Draw {
             path: path.to_path_buf(),
@@ -151,7 +158,8 @@ impl Figure {
             let body = if self.title.is_empty() {
                 root.clone()
             } else {
-                root.titled(&self.title, ("sans-serif", 26)).map_err(|e| draw_error(&e))?
+                root.titled(&self.title, ("sans-serif", 26))
+                    .map_err(|e| draw_error(&e))?
             };
             let areas = body.split_evenly((rows, columns));
             for (panel, area) in self.panels.iter().zip(areas.iter()) {
@@ -159,7 +167,10 @@ impl Figure {
             }
             root.present().map_err(|e| draw_error(&e))?;
         }
-        std::fs::rename(&partial, path).map_err(|source| PlotError::Io { path: path.to_path_buf(), source })
+        std::fs::rename(&partial, path).map_err(|source| PlotError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 
@@ -196,6 +207,27 @@ fn data_ranges(panel: &Panel) -> ((f64, f64), (f64, f64)) {
     ((x.0, x.1), (y.0 - margin, y.1 + margin))
 }
 
+/// Axis tick text: `20k`, `1.5M`, `0.25`, `-1`; no trailing `.0`.
+pub fn compact_number(x: f64) -> String {
+    let magnitude = x.abs();
+    let (value, suffix) = if magnitude >= 1e6 {
+        (x / 1e6, "M")
+    } else if magnitude >= 1e4 {
+        (x / 1e3, "k")
+    } else {
+        (x, "")
+    };
+    let text = if value == value.round() {
+        format!("{value:.0}")
+    } else if value.abs() >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        let text = format!("{value:.3}");
+        text.trim_end_matches('0').to_string()
+    };
+    format!("{text}{suffix}")
+}
+
 fn draw_panel<DB: DrawingBackend>(
     panel: &Panel,
     area: &DrawingArea<DB, plotters::coord::Shift>,
@@ -214,6 +246,8 @@ fn draw_panel<DB: DrawingBackend>(
         .x_desc(panel.x_label.as_str())
         .y_desc(panel.y_label.as_str())
         .label_style(("sans-serif", 12))
+        .x_label_formatter(&|x| compact_number(*x))
+        .y_label_formatter(&|y| compact_number(*y))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
     let line_count = panel.series.len();
@@ -224,7 +258,9 @@ fn draw_panel<DB: DrawingBackend>(
                 Rectangle::new([(x, 0.0), (x + bars.width, h)], color.mix(0.55).filled())
             }))?
             .label(bars.label.as_str())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.55).filled()));
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.55).filled())
+            });
     }
     for (i, series) in panel.series.iter().enumerate() {
         let color = palette(i);
@@ -237,11 +273,18 @@ fn draw_panel<DB: DrawingBackend>(
             )))?;
         }
         chart
-            .draw_series(LineSeries::new(series.points.iter().copied(), color.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                series.points.iter().copied(),
+                color.stroke_width(2),
+            ))?
             .label(series.label.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
     }
-    if panel.series.iter().any(|s| !s.label.is_empty()) || panel.bars.iter().any(|b| !b.label.is_empty()) {
+    if panel.series.iter().any(|s| !s.label.is_empty())
+        || panel.bars.iter().any(|b| !b.label.is_empty())
+    {
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.85))
@@ -258,6 +301,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tick_labels_are_compact() {
+        assert_eq!(compact_number(20_000.0), "20k");
+        assert_eq!(compact_number(1_500_000.0), "1.5M");
+        assert_eq!(compact_number(-1.0), "-1");
+        assert_eq!(compact_number(0.25), "0.25");
+        assert_eq!(compact_number(0.5), "0.5");
+    }
+
+    #[test]
     fn writes_a_png_atomically() {
         let dir = std::env::temp_dir().join(format!("softalign-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -269,13 +321,19 @@ mod tests {
             panels: vec![
                 Panel {
                     title: "lines".into(),
-                    series: vec![Series::line("a", vec![(0.0, 0.0), (1.0, 1.0)])
-                        .with_band(vec![(0.0, -0.1, 0.1), (1.0, 0.9, 1.1)])],
+                    series: vec![
+                        Series::line("a", vec![(0.0, 0.0), (1.0, 1.0)])
+                            .with_band(vec![(0.0, -0.1, 0.1), (1.0, 0.9, 1.1)]),
+                    ],
                     ..Panel::default()
                 },
                 Panel {
                     title: "bars".into(),
-                    bars: vec![Bars { label: "h".into(), bars: vec![(0.0, 3.0), (1.0, 5.0)], width: 1.0 }],
+                    bars: vec![Bars {
+                        label: "h".into(),
+                        bars: vec![(0.0, 3.0), (1.0, 5.0)],
+                        width: 1.0,
+                    }],
                     ..Panel::default()
                 },
             ],
@@ -283,7 +341,13 @@ mod tests {
         figure.save(&path).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
-        assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().contains("partial")));
+        assert!(
+            std::fs::read_dir(&dir).unwrap().all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("partial"))
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,5 +4,10 @@
 #![deny(missing_docs)]
 
 pub mod bandit;
+pub mod idx;
+pub mod lm;
+pub mod mnist;
 mod output;
+pub mod report;
+pub mod toy;
 pub use output::{ReproError, write_json_atomic};
