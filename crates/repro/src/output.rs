@@ -20,11 +20,22 @@ pub enum ReproError {
     /// A setting is out of its valid range.
     #[error("invalid setting: {0}")]
     Setting(String),
+    /// An input file is malformed (wrong magic number, truncated, inconsistent with another).
+    #[error("{path}: {message}")]
+    Format {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it, naming the field or offset.
+        message: String,
+    },
 }
 
 /// Serialize `value` as pretty JSON to `path`, through a temporary file and a rename.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), ReproError> {
-    let io = |source| ReproError::Io { path: path.to_path_buf(), source };
+    let io = |source| ReproError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
