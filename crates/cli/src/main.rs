@@ -5,11 +5,13 @@
 
 use clap::{Parser, Subcommand};
 
+mod align;
 mod bench;
 mod data;
 mod generate;
 mod repro;
 mod repro_real;
+mod sft;
 
 /// Soft-label preference alignment (DPO, cDPO, GDPO, …) and the ADOPT optimizer.
 #[derive(Debug, Parser)]
@@ -32,6 +34,11 @@ enum Command {
     Data(data::DataCommand),
     /// Continue a prompt with a model (Hugging Face folder or .gguf); text streams to stdout.
     Generate(generate::GenerateArgs),
+    /// Supervised fine-tuning on prompt → response data (loss on response tokens only).
+    Sft(sft::SftArgs),
+    /// Preference alignment (DPO, cDPO, GDPO, … with soft labels); with no --model and --data,
+    /// the built-in demo.
+    Align(align::AlignArgs),
 }
 
 fn main() {
@@ -41,6 +48,8 @@ fn main() {
         Command::Bench(command) => bench::run(command),
         Command::Data(command) => data::run(command),
         Command::Generate(args) => generate::run(args),
+        Command::Sft(args) => sft::run(args),
+        Command::Align(args) => align::run(args),
     };
     if let Err(error) = result {
         // One line: the chain of causes joined by ": ".

@@ -28,6 +28,15 @@ pub enum TrainError {
         /// What is wrong.
         problem: String,
     },
+    /// Strict validation of a supervised data file found bad records; `problems` holds one
+    /// `FILE:LINE: FIELD: PROBLEM` line per problem.
+    #[error("{path}: {count} problem(s): {first}", path = path.display(), count = problems.len(), first = problems.first().map_or("", String::as_str))]
+    Invalid {
+        /// The data file.
+        path: PathBuf,
+        /// Every problem, one line each.
+        problems: Vec<String>,
+    },
     /// Reading or writing a file failed.
     #[error("{path}: {source}", path = path.display())]
     Io {

@@ -7,6 +7,8 @@
 //! - [`Objective`]: what a step optimises: [`SftObjective`] (response tokens only) or
 //!   [`PreferenceObjective`] (any `softalign_pref::PrefLoss` against a frozen reference, with
 //!   reference log-probabilities cached or computed on the fly).
+//! - [`run_align`] and [`run_sft`]: the `align` and `sft` commands from files, with validated
+//!   [`AlignSettings`] / [`TrainSettings`] (the command line parses flags; this crate validates).
 //! - [`demo`]: the built-in demo with an exactly computable true reward.
 //!
 //! The crate never parses command lines and never touches the network.
@@ -15,18 +17,25 @@
 
 pub mod checkpoint;
 pub mod demo;
+pub mod encode;
 mod error;
 pub mod figures;
 pub mod metrics;
 pub mod objective;
+mod pipeline;
 mod schedule;
 pub mod sequence;
+pub mod sft_data;
 mod trainer;
 
+pub use encode::PromptTemplate;
 pub use error::{Result, TrainError};
 pub use objective::{
     Item, Objective, PreferenceObjective, PreferenceOutputs, ReferenceMode, SftObjective,
     SftOutputs,
+};
+pub use pipeline::{
+    AlignSettings, MODEL_DIR, RunReport, TrainSettings, config_path, run_align, run_sft,
 };
 pub use schedule::Schedule;
 pub use sequence::{EncodedExample, EncodedPair, SequenceBatch, Truncation};

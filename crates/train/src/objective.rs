@@ -322,7 +322,12 @@ impl Objective for PreferenceObjective {
             metrics.push(("logratio/chosen", named.rewards_chosen / beta));
             metrics.push(("logratio/rejected", named.rewards_rejected / beta));
         }
-        if let Some(accuracy) = preference_accuracy(&step.margins(), &o.soft_labels, beta) {
+        let margins = step.margins();
+        // At the reference every δ is 0 and σ(βδ) = ½ decides nothing: no accuracy to report.
+        let decided = margins.iter().any(|&d| d != 0.0);
+        if let Some(accuracy) =
+            preference_accuracy(&margins, &o.soft_labels, beta).filter(|_| decided)
+        {
             metrics.push(("preference_accuracy", accuracy));
         }
         metrics

@@ -1,0 +1,598 @@
+//! `softalign align`: preference alignment of a model on a data file, or the built-in demo when
+//! neither `--model` nor `--data` is given.
+//!
+//! Flags parse into low-level values here ([`TrainFlags`], [`LossFlags`]: strings and numbers,
+//! every one optional), layered as defaults < the checkpoint's config.toml (with `--resume`) <
+//! `--config FILE` < flags, then validated into `softalign_train`'s settings. The resolved values
+//! are written beside the outputs as `config.toml`, which `--config` reads back.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use softalign_data::{DataError, Format, ValidationPolicy};
+use softalign_optim::OptimizerKind;
+use softalign_pref::PrefLoss;
+use softalign_train::checkpoint::CHECKPOINTS_DIR;
+use softalign_train::demo::{DemoSettings, run_demo};
+use softalign_train::{
+    AlignSettings, PromptTemplate, ReferenceMode, RunReport, TrainError, TrainSettings, Truncation,
+    config_path, run_align,
+};
+
+/// Flags shared by `sft` and `align`; also the keys of a `--config` TOML file.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub struct TrainFlags {
+    /// Hugging Face model folder (config.json, *.safetensors, tokenizer.json) or a .gguf file.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Data file (JSONL or JSON array).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Output folder: metrics, figures, checkpoints, config.toml, model/.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Preference format: auto, native, trl, hh, shp, ultrafeedback, votes, sharegpt.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Skip bad records (counted and reported) instead of stopping at them.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_invalid: bool,
+    /// τ of UltraFeedback labels p̂ = σ((score_chosen − score_rejected)/τ).
+    #[arg(long)]
+    pub label_temperature: Option<f64>,
+    /// Fraction of prompts held out for evaluation, in [0, 1) [default 0.05].
+    #[arg(long)]
+    pub heldout_fraction: Option<f64>,
+    /// Evaluate at most this many held-out examples [default 64].
+    #[arg(long)]
+    pub max_eval_examples: Option<usize>,
+    /// Prompt rendering: auto (the chat template when the tokenizer has one), chat, plain.
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Most tokens of prompt + response [default 512]. Truncation: the prompt loses tokens
+    /// from its start (down to --max-prompt-length), then the response from its end.
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Prompt tokens kept at least when a sequence is too long [default 256].
+    #[arg(long)]
+    pub max_prompt_length: Option<usize>,
+    /// Optimizer: adopt, adam, adamw, amsgrad [default adopt].
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// Peak learning rate [default 1e-6 for align, 2e-5 for sft].
+    #[arg(long)]
+    pub learning_rate: Option<f64>,
+    /// Weight decay (decoupled for adopt and adamw, L2 for adam and amsgrad) [default 0].
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Fraction of steps of linear warmup before the cosine decay [default 0.1].
+    #[arg(long)]
+    pub warmup_ratio: Option<f64>,
+    /// Final learning rate as a fraction of the peak [default 0].
+    #[arg(long)]
+    pub min_lr_ratio: Option<f64>,
+    /// Passes over the training data [default 1].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Optimizer steps (overrides --epochs).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Examples (pairs) per micro-batch [default 4].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Micro-batches per optimizer step [default 1].
+    #[arg(long)]
+    pub grad_accum: Option<usize>,
+    /// Clip the global gradient norm to this; 0 turns clipping off [default 1].
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    /// Evaluate every N steps; 0: before and after training only [default 0].
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Examples per evaluation batch [default 8].
+    #[arg(long)]
+    pub eval_batch_size: Option<usize>,
+    /// Checkpoint every N steps; 0: at the end and at Ctrl-C only [default 0].
+    #[arg(long)]
+    pub save_every: Option<usize>,
+    /// Newest checkpoints kept [default 2].
+    #[arg(long)]
+    pub keep_checkpoints: Option<usize>,
+    /// Seed of the held-out split and the data order [default 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// No progress bar.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_progress: bool,
+}
+
+/// Keys a `--config` file may hold for `sft`.
+pub const TRAIN_KEYS: &[&str] = &[
+    "model",
+    "data",
+    "out",
+    "format",
+    "skip-invalid",
+    "label-temperature",
+    "heldout-fraction",
+    "max-eval-examples",
+    "template",
+    "max-length",
+    "max-prompt-length",
+    "optimizer",
+    "learning-rate",
+    "weight-decay",
+    "warmup-ratio",
+    "min-lr-ratio",
+    "epochs",
+    "max-steps",
+    "batch-size",
+    "grad-accum",
+    "max-grad-norm",
+    "eval-every",
+    "eval-batch-size",
+    "save-every",
+    "keep-checkpoints",
+    "seed",
+    "no-progress",
+];
+
+/// Loss flags of `align`.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+pub struct LossFlags {
+    /// Loss: dpo, cdpo, ipo, cipo, ropo, gdpo, gipo, gropo [default gdpo].
+    #[arg(long)]
+    pub loss: Option<String>,
+    /// β [default: the loss's, e.g. 0.1 for dpo, 0.3 for gdpo].
+    #[arg(long)]
+    pub beta: Option<f64>,
+    /// α of ropo and gropo [default 2].
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// γ of ropo and gropo [default 0.1].
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// Reference log-probabilities: cached (computed once per pair) or on-the-fly [default cached].
+    #[arg(long)]
+    pub reference: Option<String>,
+}
+
+const LOSS_KEYS: &[&str] = &["loss", "beta", "alpha", "gamma", "reference"];
+
+/// Flags of `softalign align`.
+#[derive(Debug, Args)]
+pub struct AlignArgs {
+    #[command(flatten)]
+    train: TrainFlags,
+    #[command(flatten)]
+    loss: LossFlags,
+    /// TOML file holding any of the flags (kebab-case keys, e.g. `max-steps = 4`); flags given
+    /// on the command line win.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue from a checkpoint folder, or from an output folder's newest checkpoint; the
+    /// output folder's config.toml supplies the settings.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+}
+
+macro_rules! fill {
+    ($into:expr, $from:expr; $($field:ident),* $(,)?) => {
+        $( if $into.$field.is_none() { $into.$field = $from.$field.clone(); } )*
+    };
+}
+
+impl TrainFlags {
+    /// Takes every value this lacks from `lower` (a lower-priority layer).
+    pub fn fill_from(&mut self, lower: &TrainFlags) {
+        fill!(self, lower; model, data, out, format, label_temperature, heldout_fraction,
+            max_eval_examples, template, max_length, max_prompt_length, optimizer, learning_rate,
+            weight_decay, warmup_ratio, min_lr_ratio, epochs, max_steps, batch_size, grad_accum,
+            max_grad_norm, eval_every, eval_batch_size, save_every, keep_checkpoints, seed);
+        self.skip_invalid |= lower.skip_invalid;
+        self.no_progress |= lower.no_progress;
+    }
+
+    /// Validates into the library's settings; `default_lr` is the command's learning rate.
+    pub fn settings(&self, default_lr: f64) -> Result<TrainSettings> {
+        let model = self
+            .model
+            .clone()
+            .ok_or_else(|| anyhow!("--model is required"))?;
+        let data = self
+            .data
+            .clone()
+            .ok_or_else(|| anyhow!("--data is required"))?;
+        let out = self
+            .out
+            .clone()
+            .ok_or_else(|| anyhow!("--out is required"))?;
+        let mut s = TrainSettings::new(model, data, out);
+        s.learning_rate = default_lr;
+        if let Some(format) = &self.format {
+            s.format = match format.as_str() {
+                "auto" => None,
+                name => Some(
+                    name.parse::<Format>()
+                        .map_err(|e: DataError| anyhow!("--format: {e}"))?,
+                ),
+            };
+        }
+        if self.skip_invalid {
+            s.validation = ValidationPolicy::Skip;
+        }
+        if let Some(template) = &self.template {
+            s.template = template.parse::<PromptTemplate>()?;
+        }
+        if let Some(optimizer) = &self.optimizer {
+            s.optimizer = optimizer
+                .parse::<OptimizerKind>()
+                .map_err(|e| anyhow!("--optimizer: {e}"))?;
+        }
+        macro_rules! set {
+            ($($field:ident),* $(,)?) => {
+                $( if let Some(v) = self.$field { s.$field = v; } )*
+            };
+        }
+        set!(
+            label_temperature,
+            heldout_fraction,
+            learning_rate,
+            weight_decay,
+            warmup_ratio,
+            min_lr_ratio,
+            epochs,
+            batch_size,
+            grad_accum,
+            eval_every,
+            eval_batch_size,
+            save_every,
+            keep_checkpoints,
+            seed
+        );
+        if let Some(n) = self.max_eval_examples {
+            s.max_eval_examples = Some(n);
+        }
+        s.max_steps = self.max_steps.or(s.max_steps);
+        if let Some(norm) = self.max_grad_norm {
+            s.max_grad_norm = (norm != 0.0).then_some(norm);
+        }
+        s.truncation = Truncation {
+            max_length: self.max_length.unwrap_or(s.truncation.max_length),
+            max_prompt_length: self
+                .max_prompt_length
+                .unwrap_or(s.truncation.max_prompt_length),
+        };
+        s.progress = !self.no_progress;
+        Ok(s)
+    }
+
+    /// The flags that reproduce `s` (every value present), for config.toml.
+    pub fn resolved(s: &TrainSettings) -> Self {
+        Self {
+            model: Some(s.model.clone()),
+            data: Some(s.data.clone()),
+            out: Some(s.out_dir.clone()),
+            format: Some(s.format.map_or("auto".into(), |f| f.name().into())),
+            skip_invalid: s.validation == ValidationPolicy::Skip,
+            label_temperature: Some(s.label_temperature),
+            heldout_fraction: Some(s.heldout_fraction),
+            max_eval_examples: s.max_eval_examples,
+            template: Some(
+                match s.template {
+                    PromptTemplate::Auto => "auto",
+                    PromptTemplate::Chat => "chat",
+                    PromptTemplate::Plain => "plain",
+                }
+                .into(),
+            ),
+            max_length: Some(s.truncation.max_length),
+            max_prompt_length: Some(s.truncation.max_prompt_length),
+            optimizer: Some(s.optimizer.name().into()),
+            learning_rate: Some(s.learning_rate),
+            weight_decay: Some(s.weight_decay),
+            warmup_ratio: Some(s.warmup_ratio),
+            min_lr_ratio: Some(s.min_lr_ratio),
+            epochs: Some(s.epochs),
+            max_steps: s.max_steps,
+            batch_size: Some(s.batch_size),
+            grad_accum: Some(s.grad_accum),
+            max_grad_norm: Some(s.max_grad_norm.unwrap_or(0.0)),
+            eval_every: Some(s.eval_every),
+            eval_batch_size: Some(s.eval_batch_size),
+            save_every: Some(s.save_every),
+            keep_checkpoints: Some(s.keep_checkpoints),
+            seed: Some(s.seed),
+            no_progress: !s.progress,
+        }
+    }
+}
+
+impl LossFlags {
+    fn fill_from(&mut self, lower: &LossFlags) {
+        fill!(self, lower; loss, beta, alpha, gamma, reference);
+    }
+
+    fn settings(&self) -> Result<(PrefLoss, ReferenceMode)> {
+        let name = self.loss.as_deref().unwrap_or("gdpo");
+        let mut loss: PrefLoss = name.parse().map_err(|e| anyhow!("--loss: {e}"))?;
+        if let Some(beta) = self.beta {
+            loss = loss.with_beta(beta);
+        }
+        match (&mut loss, self.alpha, self.gamma) {
+            (PrefLoss::Ropo { alpha, gamma, .. } | PrefLoss::GRopo { alpha, gamma, .. }, a, g) => {
+                *alpha = a.unwrap_or(*alpha);
+                *gamma = g.unwrap_or(*gamma);
+            }
+            (_, None, None) => {}
+            _ => bail!("--alpha and --gamma apply to ropo and gropo only, not {name}"),
+        }
+        loss.validate().map_err(|e| anyhow!("--loss: {e}"))?;
+        let reference = match self.reference.as_deref().unwrap_or("cached") {
+            "cached" => ReferenceMode::Cached,
+            "on-the-fly" => ReferenceMode::OnTheFly,
+            other => bail!("--reference: unknown mode {other:?} (expected cached or on-the-fly)"),
+        };
+        Ok((loss, reference))
+    }
+
+    fn resolved(loss: &PrefLoss, reference: ReferenceMode) -> Self {
+        let (alpha, gamma) = match *loss {
+            PrefLoss::Ropo { alpha, gamma, .. } | PrefLoss::GRopo { alpha, gamma, .. } => {
+                (Some(alpha), Some(gamma))
+            }
+            _ => (None, None),
+        };
+        Self {
+            loss: Some(loss.name().into()),
+            beta: Some(loss.beta()),
+            alpha,
+            gamma,
+            reference: Some(
+                match reference {
+                    ReferenceMode::Cached => "cached",
+                    ReferenceMode::OnTheFly => "on-the-fly",
+                }
+                .into(),
+            ),
+        }
+    }
+}
+
+/// Reads a TOML config file, rejecting keys outside `known`.
+pub fn read_config(path: &Path, known: &[&[&str]]) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| anyhow!("{}: {}", path.display(), e.message()))?;
+    for key in table.keys() {
+        if !known.iter().any(|keys| keys.contains(&key.as_str())) {
+            bail!("{}: {key}: unknown setting", path.display());
+        }
+    }
+    Ok(table)
+}
+
+/// Deserializes one layer of flags from a config table.
+pub fn layer<T: serde::de::DeserializeOwned>(path: &Path, table: &toml::Table) -> Result<T> {
+    table
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow!("{}: {}", path.display(), e.message()))
+}
+
+/// The output folder a `--resume` path belongs to: the folder itself, or for a checkpoint
+/// (`OUT/checkpoints/step-N`) its grandparent.
+pub fn resume_out_dir(resume: &Path) -> PathBuf {
+    match resume.parent() {
+        Some(parent) if parent.file_name().is_some_and(|n| n == CHECKPOINTS_DIR) => parent
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        _ => resume.to_path_buf(),
+    }
+}
+
+/// Writes `text` to `path` through a temporary file and a rename.
+pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
+    }
+    let partial = path.with_extension("toml.partial");
+    std::fs::write(&partial, text).with_context(|| format!("{}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("{}", path.display()))
+}
+
+/// Installs the Ctrl-C handler: the first press asks the run to stop after the current step with
+/// a checkpoint; a second one ends the process at once.
+pub fn stop_flag() -> &'static AtomicBool {
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let _ = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\nsoftalign: stopping after this step and saving a checkpoint (Ctrl-C again to quit now)"
+        );
+    });
+    &STOP
+}
+
+/// Prints the problems of an invalid data file one per line (`FILE:LINE: FIELD: PROBLEM`) and
+/// turns the error into a one-line summary.
+pub fn report_error(error: TrainError) -> anyhow::Error {
+    let problems = match &error {
+        TrainError::Data(DataError::Invalid { problems, .. }) => {
+            problems.iter().map(ToString::to_string).collect()
+        }
+        TrainError::Invalid { problems, .. } => problems.clone(),
+        _ => Vec::new(),
+    };
+    if problems.is_empty() {
+        return error.into();
+    }
+    for problem in &problems {
+        eprintln!("{problem}");
+    }
+    let path = match &error {
+        TrainError::Data(DataError::Invalid { path, .. }) | TrainError::Invalid { path, .. } => {
+            path.display().to_string()
+        }
+        _ => String::new(),
+    };
+    anyhow!(
+        "{path}: {} problem(s); fix them or pass --skip-invalid",
+        problems.len()
+    )
+}
+
+/// Prints where a run's outputs are and its last metrics; exits 130 after an interruption.
+pub fn print_report(command: &str, out: &Path, report: &RunReport) {
+    if !report.skipped.is_empty() {
+        eprintln!("softalign: skipped {} problem(s):", report.skipped.len());
+        for problem in &report.skipped {
+            eprintln!("  {problem}");
+        }
+    }
+    for (name, record) in [("train", &report.final_train), ("eval", &report.final_eval)] {
+        if let Some(record) = record {
+            let values: Vec<String> = record
+                .metrics
+                .iter()
+                .map(|(k, v)| format!("{k}={v:.4}"))
+                .collect();
+            println!("{name} (step {}): {}", record.step, values.join(" "));
+        }
+    }
+    println!(
+        "steps {}/{} in {:.1} s; metrics {}/metrics.jsonl, {}/metrics.csv",
+        report.steps.0,
+        report.steps.1,
+        report.seconds,
+        out.display(),
+        out.display()
+    );
+    for figure in &report.figures {
+        println!("figure {}", figure.display());
+    }
+    if let Some(checkpoint) = &report.checkpoint {
+        println!("checkpoint {}", checkpoint.display());
+    }
+    if let Some(model) = &report.exported {
+        println!("model {} (Hugging Face layout)", model.display());
+    }
+    if report.interrupted {
+        println!(
+            "interrupted; continue with: softalign {command} --resume {}",
+            out.display()
+        );
+        std::process::exit(130);
+    }
+}
+
+/// Runs `softalign align`.
+pub fn run(args: AlignArgs) -> Result<()> {
+    let AlignArgs {
+        mut train,
+        mut loss,
+        config,
+        resume,
+    } = args;
+    let demo =
+        train.model.is_none() && train.data.is_none() && resume.is_none() && config.is_none();
+    if demo {
+        return run_demo_command(&train, &loss);
+    }
+    if let Some(path) = &config {
+        let table = read_config(path, &[TRAIN_KEYS, LOSS_KEYS])?;
+        train.fill_from(&layer(path, &table)?);
+        loss.fill_from(&layer(path, &table)?);
+    }
+    if let Some(resume) = &resume {
+        let saved = config_path(&resume_out_dir(resume));
+        if saved.is_file() {
+            let table = read_config(&saved, &[TRAIN_KEYS, LOSS_KEYS])?;
+            train.fill_from(&layer(&saved, &table)?);
+            loss.fill_from(&layer(&saved, &table)?);
+        } else if train.out.is_none() {
+            train.out = Some(resume_out_dir(resume));
+        }
+    }
+    let mut settings = train.settings(1e-6)?;
+    settings.resume = resume;
+    let (pref_loss, reference) = loss.settings()?;
+    let settings = AlignSettings {
+        train: settings,
+        loss: pref_loss,
+        reference,
+    };
+    settings.validate()?;
+    let out = settings.train.out_dir.clone();
+    let mut resolved = toml::Table::try_from(TrainFlags::resolved(&settings.train))?;
+    resolved.extend(toml::Table::try_from(LossFlags::resolved(
+        &pref_loss, reference,
+    ))?);
+    write_atomic(&config_path(&out), &toml::to_string(&resolved)?)?;
+    let stop = stop_flag();
+    let report = run_align(&settings, Some(stop), &mut |line| {
+        eprintln!("softalign: {line}")
+    })
+    .map_err(report_error)?;
+    println!("config {}", config_path(&out).display());
+    print_report("align", &out, &report);
+    Ok(())
+}
+
+fn run_demo_command(train: &TrainFlags, loss: &LossFlags) -> Result<()> {
+    let given_other = TrainFlags {
+        out: None,
+        seed: None,
+        no_progress: false,
+        ..train.clone()
+    } != TrainFlags::default()
+        || *loss != LossFlags::default();
+    if given_other {
+        bail!(
+            "the built-in demo (no --model and --data) takes only --out, --seed and --no-progress; give --model and --data to align your own model"
+        );
+    }
+    let mut settings = DemoSettings::default();
+    if let Some(out) = &train.out {
+        settings.out_dir = out.clone();
+    }
+    if let Some(seed) = train.seed {
+        settings.seed = seed;
+    }
+    settings.progress = !train.no_progress;
+    eprintln!(
+        "softalign: built-in demo: SFT a tiny Llama on noisy demonstrations, then DPO vs cDPO vs GDPO on Bradley–Terry soft labels (seed {})",
+        settings.seed
+    );
+    let report = run_demo(&settings, &mut |line| eprintln!("softalign: {line}"))?;
+    println!("{}", report.table());
+    if let Some(best) = report.best() {
+        println!(
+            "highest mean true reward: {} ({:.3}; the SFT reference {:.3}, a perfect answer 0)",
+            best.name, best.mean_true_reward, report.rows[0].mean_true_reward
+        );
+    }
+    let out = &settings.out_dir;
+    println!(
+        "report  {}  {}",
+        out.join("report.md").display(),
+        out.join("report.json").display()
+    );
+    println!(
+        "figures {}  and loss.png, reward_margins.png, logratios.png in {}/{{sft,dpo,cdpo,gdpo}}",
+        out.join("comparison.png").display(),
+        out.display()
+    );
+    println!("done in {:.0} s", report.seconds);
+    Ok(())
+}

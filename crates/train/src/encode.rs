@@ -1,0 +1,187 @@
+//! Turning text examples into token ids with the model's own tokenizer and chat template.
+//!
+//! The prompt is rendered by the chat template with the assistant's generation prompt at its end
+//! (or used as plain text), and each response is encoded on its own and followed by the
+//! end-of-turn token (`<|im_end|>` for ChatML) or the model's EOS. The prompt and response ids are
+//! concatenated, as TRL does, and cut by the [`Truncation`] policy.
+
+use std::path::{Path, PathBuf};
+
+use softalign_data::{PreferencePair, Prompt};
+use softalign_model::{ChatMessage, LlamaConfig, TextTokenizer};
+
+use crate::error::{Result, TrainError, setting};
+use crate::sequence::{EncodedExample, EncodedPair, Truncation};
+
+/// How prompts are rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PromptTemplate {
+    /// The chat template when the tokenizer ships one, else plain text.
+    Auto,
+    /// Always the chat template (ChatML when the tokenizer ships none).
+    Chat,
+    /// Plain text: a conversation's messages are joined by blank lines.
+    Plain,
+}
+
+impl std::str::FromStr for PromptTemplate {
+    type Err = TrainError;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "auto" => Ok(Self::Auto),
+            "chat" => Ok(Self::Chat),
+            "plain" => Ok(Self::Plain),
+            other => Err(setting(
+                "template",
+                format!("unknown template {other:?} (expected auto, chat or plain)"),
+            )),
+        }
+    }
+}
+
+/// Encodes examples for one model.
+#[derive(Debug)]
+pub struct Encoder<'a> {
+    tokenizer: &'a TextTokenizer,
+    chat: bool,
+    end_id: u32,
+    bos_prefix: Vec<u32>,
+    truncation: Truncation,
+    source: PathBuf,
+    /// Examples cut by the truncation policy so far.
+    pub truncated: usize,
+}
+
+impl<'a> Encoder<'a> {
+    /// An encoder for `tokenizer` and `config`'s special tokens; `source` names the data file in
+    /// errors.
+    pub fn new(
+        tokenizer: &'a TextTokenizer,
+        config: &LlamaConfig,
+        template: PromptTemplate,
+        truncation: Truncation,
+        source: &Path,
+    ) -> Result<Self> {
+        truncation.validate()?;
+        let chat = match template {
+            PromptTemplate::Auto => tokenizer.chat_template().is_some(),
+            PromptTemplate::Chat => true,
+            PromptTemplate::Plain => false,
+        };
+        let end_id = if chat {
+            tokenizer.end_of_turn_ids().first().copied()
+        } else {
+            None
+        }
+        .or_else(|| config.eos_token_ids.first().copied())
+        .ok_or_else(|| {
+            setting(
+                "model",
+                "the model has no end-of-sequence token to end responses with",
+            )
+        })?;
+        // What the tokenizer's post-processor puts before any text (a BOS, for some models).
+        let bos_prefix = tokenizer.encode("")?;
+        Ok(Self {
+            tokenizer,
+            chat,
+            end_id,
+            bos_prefix,
+            truncation,
+            source: source.to_path_buf(),
+            truncated: 0,
+        })
+    }
+
+    /// Whether prompts go through the chat template.
+    pub fn uses_chat_template(&self) -> bool {
+        self.chat
+    }
+
+    /// The prompt's ids (with the BOS the tokenizer adds, if any).
+    pub fn prompt_ids(&self, prompt: &Prompt) -> Result<Vec<u32>> {
+        let text = if self.chat {
+            let messages: Vec<ChatMessage> = prompt
+                .to_messages()
+                .into_iter()
+                .map(|m| ChatMessage::new(m.role.as_str(), m.content))
+                .collect();
+            self.tokenizer.apply_chat_template(&messages, true)?
+        } else {
+            match prompt {
+                Prompt::Text(text) => text.clone(),
+                Prompt::Chat(messages) => messages
+                    .iter()
+                    .map(|m| m.content.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n\n"),
+            }
+        };
+        Ok(self.tokenizer.encode(&text)?)
+    }
+
+    /// A response's ids: the text without the tokenizer's BOS, then the end token.
+    pub fn response_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = self.tokenizer.encode(text)?;
+        if !self.bos_prefix.is_empty() && ids.starts_with(&self.bos_prefix) {
+            ids.drain(..self.bos_prefix.len());
+        }
+        ids.push(self.end_id);
+        Ok(ids)
+    }
+
+    fn check_prompt(&self, prompt: &[u32], line: usize) -> Result<()> {
+        if prompt.is_empty() {
+            return Err(TrainError::Record {
+                path: self.source.clone(),
+                line,
+                field: "prompt",
+                problem: "encodes to no tokens".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Encodes and truncates a preference pair.
+    pub fn pair(&mut self, pair: &PreferencePair) -> Result<EncodedPair> {
+        let mut prompt = self.prompt_ids(&pair.prompt)?;
+        self.check_prompt(&prompt, pair.source_line)?;
+        let mut chosen = self.response_ids(&pair.chosen)?;
+        let mut rejected = self.response_ids(&pair.rejected)?;
+        if self
+            .truncation
+            .apply(&mut prompt, &mut [&mut chosen, &mut rejected])
+        {
+            self.truncated += 1;
+        }
+        Ok(EncodedPair {
+            prompt,
+            chosen,
+            rejected,
+            soft_label: pair.soft_label,
+            source_line: pair.source_line,
+        })
+    }
+
+    /// Encodes and truncates a supervised example.
+    pub fn example(
+        &mut self,
+        prompt: &Prompt,
+        response: &str,
+        line: usize,
+    ) -> Result<EncodedExample> {
+        let mut prompt = self.prompt_ids(prompt)?;
+        self.check_prompt(&prompt, line)?;
+        let mut response = self.response_ids(response)?;
+        if self.truncation.apply(&mut prompt, &mut [&mut response]) {
+            self.truncated += 1;
+        }
+        Ok(EncodedExample {
+            prompt,
+            response,
+            source_line: line,
+        })
+    }
+}
