@@ -22,12 +22,13 @@ pub const OPTIMIZER_FILE: &str = "optimizer.bpk";
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     /// A file-system operation failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The path at fault.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (part of the message, not a separate cause, so the
+        /// one-line report names it once).
+        cause: std::io::Error,
     },
     /// burn could not write or read a record.
     #[error("{path}: {message}")]
@@ -40,9 +41,9 @@ pub enum CheckpointError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io {
+    move |cause| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

@@ -20,22 +20,24 @@ use crate::{AdamConfig, AdamWConfig, AdoptConfig, WeightDecay};
 #[derive(Debug, thiserror::Error)]
 pub enum GoldenError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (part of the message, not a separate cause, so the
+        /// one-line report names it once).
+        cause: std::io::Error,
     },
     /// The file is not valid JSON of the golden format.
-    #[error("{path}:{line}: {source}")]
+    #[error("{path}:{line}: {cause}")]
     Parse {
         /// The file.
         path: PathBuf,
         /// Line of the error.
         line: usize,
-        /// The underlying error.
-        source: serde_json::Error,
+        /// The underlying error (part of the message, not a separate cause, so the
+        /// one-line report names it once).
+        cause: serde_json::Error,
     },
     /// The JSON parsed but a field is inconsistent.
     #[error("{path}: {field}: {problem}")]
@@ -118,14 +120,14 @@ pub struct GoldenCase {
 impl GoldenCase {
     /// Read and check a golden file.
     pub fn load(path: &Path) -> Result<Self, GoldenError> {
-        let text = std::fs::read_to_string(path).map_err(|source| GoldenError::Io {
+        let text = std::fs::read_to_string(path).map_err(|cause| GoldenError::Io {
             path: path.into(),
-            source,
+            cause,
         })?;
-        let case: Self = serde_json::from_str(&text).map_err(|source| GoldenError::Parse {
+        let case: Self = serde_json::from_str(&text).map_err(|cause| GoldenError::Parse {
             path: path.into(),
-            line: source.line(),
-            source,
+            line: cause.line(),
+            cause,
         })?;
         case.validate(path)?;
         Ok(case)

@@ -28,12 +28,13 @@ pub enum PlotError {
         message: String,
     },
     /// The finished file could not be moved into place.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The figure being written.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (part of the message, not a separate cause, so the
+        /// one-line report names it once).
+        cause: std::io::Error,
     },
 }
 
@@ -167,9 +168,9 @@ impl Figure {
             }
             root.present().map_err(|e| draw_error(&e))?;
         }
-        std::fs::rename(&partial, path).map_err(|source| PlotError::Io {
+        std::fs::rename(&partial, path).map_err(|cause| PlotError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })
     }
 }
@@ -217,13 +218,21 @@ pub fn compact_number(x: f64) -> String {
     } else {
         (x, "")
     };
+    if magnitude < 1e-9 {
+        return "0".into();
+    }
     let text = if value == value.round() {
         format!("{value:.0}")
     } else if value.abs() >= 10.0 {
         format!("{value:.1}")
     } else {
         let text = format!("{value:.3}");
-        text.trim_end_matches('0').to_string()
+        let text = text.trim_end_matches('0').trim_end_matches('.');
+        if text == "-0" {
+            "0".to_string()
+        } else {
+            text.to_string()
+        }
     };
     format!("{text}{suffix}")
 }
@@ -307,6 +316,8 @@ mod tests {
         assert_eq!(compact_number(-1.0), "-1");
         assert_eq!(compact_number(0.25), "0.25");
         assert_eq!(compact_number(0.5), "0.5");
+        assert_eq!(compact_number(-0.0001), "0");
+        assert_eq!(compact_number(-1e-12), "0");
     }
 
     #[test]

@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ReproError {
     /// Reading or writing a file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file at fault.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (part of the message, not a separate cause, so the
+        /// one-line report names it once).
+        cause: std::io::Error,
     },
     /// A figure could not be drawn.
     #[error(transparent)]
@@ -32,9 +33,9 @@ pub enum ReproError {
 
 /// Serialize `value` as pretty JSON to `path`, through a temporary file and a rename.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), ReproError> {
-    let io = |source| ReproError::Io {
+    let io = |cause| ReproError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
