@@ -222,7 +222,10 @@ impl Optimizer for Adam {
         } else {
             match fused_step(&hyper, tensor, grad, state) {
                 Ok(done) => done,
-                Err((tensor, grad, state)) => composed_step(&hyper, tensor, grad, state),
+                Err(parts) => {
+                    let (tensor, grad, state) = *parts;
+                    composed_step(&hyper, tensor, grad, state)
+                }
             }
         };
         (tensor, Some(state))
@@ -244,12 +247,13 @@ fn fused_step<const D: usize>(
     tensor: Tensor<D>,
     grad: Tensor<D>,
     state: AdamState<D>,
-) -> Result<(Tensor<D>, AdamState<D>), Parts<D>> {
+) -> Result<(Tensor<D>, AdamState<D>), Box<Parts<D>>> {
     let AdamState { step, m, v, v_max } = state;
-    let back = |t: Result<HostTensor, Tensor<D>>| t.map_or_else(|t| t, HostTensor::into_tensor);
+    let back =
+        |t: Result<HostTensor, Box<Tensor<D>>>| t.map_or_else(|t| *t, HostTensor::into_tensor);
     let mut theta = match HostTensor::take(tensor) {
         Ok(theta) => theta,
-        Err(tensor) => return Err((tensor, grad, AdamState { step, m, v, v_max })),
+        Err(tensor) => return Err(Box::new((*tensor, grad, AdamState { step, m, v, v_max }))),
     };
     let dtype = theta.dtype();
     let parts = (
@@ -258,7 +262,7 @@ fn fused_step<const D: usize>(
         HostTensor::take(v),
         v_max.map(HostTensor::take),
     );
-    let fits = |t: &Result<HostTensor, Tensor<D>>| {
+    let fits = |t: &Result<HostTensor, Box<Tensor<D>>>| {
         t.as_ref()
             .is_ok_and(|t| t.dtype() == dtype && t.len() == theta.len())
     };
@@ -270,9 +274,10 @@ fn fused_step<const D: usize>(
             v: back(v),
             v_max: v_max.map(back),
         };
-        return Err((theta.into_tensor(), back(g), state));
+        return Err(Box::new((theta.into_tensor(), back(g), state)));
     }
-    let ok = |t: Result<HostTensor, Tensor<D>>| t.unwrap_or_else(|_| unreachable!("checked above"));
+    let ok =
+        |t: Result<HostTensor, Box<Tensor<D>>>| t.unwrap_or_else(|_| unreachable!("checked above"));
     let (grad, mut m, mut v, mut v_max) = (ok(parts.0), ok(parts.1), ok(parts.2), parts.3.map(ok));
     let step = step + 1;
     match dtype {

@@ -163,7 +163,10 @@ impl Optimizer for Adopt {
         } else {
             match fused_step(&hyper, tensor, grad, state) {
                 Ok(done) => done,
-                Err((tensor, grad, state)) => composed_step(&hyper, tensor, grad, state),
+                Err(parts) => {
+                    let (tensor, grad, state) = *parts;
+                    composed_step(&hyper, tensor, grad, state)
+                }
             }
         };
         (tensor, Some(state))
@@ -184,12 +187,12 @@ fn fused_step<const D: usize>(
     tensor: Tensor<D>,
     grad: Tensor<D>,
     state: AdoptState<D>,
-) -> Result<(Tensor<D>, AdoptState<D>), Parts<D>> {
+) -> Result<(Tensor<D>, AdoptState<D>), Box<Parts<D>>> {
     let AdoptState { step, m, v } = state;
     let give_back = |tensor, grad, m, v| (tensor, grad, AdoptState { step, m, v });
     let mut theta = match HostTensor::take(tensor) {
         Ok(theta) => theta,
-        Err(tensor) => return Err(give_back(tensor, grad, m, v)),
+        Err(tensor) => return Err(Box::new(give_back(*tensor, grad, m, v))),
     };
     let dtype = theta.dtype();
     let (grad, mut m, mut v) = match (
@@ -206,9 +209,15 @@ fn fused_step<const D: usize>(
             (g, m, v)
         }
         (g, m, v) => {
-            let back =
-                |t: Result<HostTensor, Tensor<D>>| t.map_or_else(|t| t, HostTensor::into_tensor);
-            return Err(give_back(theta.into_tensor(), back(g), back(m), back(v)));
+            let back = |t: Result<HostTensor, Box<Tensor<D>>>| {
+                t.map_or_else(|t| *t, HostTensor::into_tensor)
+            };
+            return Err(Box::new(give_back(
+                theta.into_tensor(),
+                back(g),
+                back(m),
+                back(v),
+            )));
         }
     };
     match dtype {

@@ -63,6 +63,9 @@ pub struct AdamScalars<T> {
     pub decay_factor: T,
 }
 
+/// One chunk of a step's slices: ((θ, g), (m, v)), as rayon's zipped chunk iterators yield it.
+type Chunk<'a, T> = ((&'a mut [T], &'a [T]), (&'a mut [T], &'a mut [T]));
+
 /// PyTorch's `lerp(start, end, weight)`: exact at both ends, as ATen computes it.
 #[inline(always)]
 fn lerp<T: Float>(start: T, end: T, weight: T, weight_below_half: bool) -> T {
@@ -145,7 +148,7 @@ fn adopt_dispatch<T: Element, const L2: bool, const DECOUPLED: bool, const CLIP:
     s: &AdoptScalars<T>,
 ) {
     let below_half = s.momentum_weight < T::from(0.5).unwrap();
-    let run = |((theta, grad), (m, v)): ((&mut [T], &[T]), (&mut [T], &mut [T]))| {
+    let run = |((theta, grad), (m, v)): Chunk<'_, T>| {
         if below_half {
             adopt_chunk_widest::<T, L2, DECOUPLED, CLIP, true>(theta, grad, m, v, s)
         } else {
@@ -301,7 +304,7 @@ fn adam_dispatch<T: Element, const L2: bool, const DECOUPLED: bool>(
     let small = theta.len() <= CHUNK;
     match v_max {
         None => {
-            let run = |((theta, grad), (m, v)): ((&mut [T], &[T]), (&mut [T], &mut [T]))| {
+            let run = |((theta, grad), (m, v)): Chunk<'_, T>| {
                 if below_half {
                     chunk!(false, true, theta, grad, m, v, &mut [])
                 } else {
@@ -324,10 +327,7 @@ fn adam_dispatch<T: Element, const L2: bool, const DECOUPLED: bool>(
                 theta.len(),
                 "parameter and state lengths differ"
             );
-            let run = |(((theta, grad), (m, v)), v_max): (
-                ((&mut [T], &[T]), (&mut [T], &mut [T])),
-                &mut [T],
-            )| {
+            let run = |(((theta, grad), (m, v)), v_max): (Chunk<'_, T>, &mut [T])| {
                 if below_half {
                     chunk!(true, true, theta, grad, m, v, v_max)
                 } else {

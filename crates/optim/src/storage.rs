@@ -18,8 +18,8 @@ pub(crate) struct HostTensor(FlexTensor);
 
 impl HostTensor {
     /// Take the tensor's flex primitive if it is a plain f32/f64 flex tensor; otherwise give the
-    /// tensor back unchanged.
-    pub(crate) fn take<const D: usize>(tensor: Tensor<D>) -> Result<Self, Tensor<D>> {
+    /// tensor back unchanged (boxed: that is the rare path).
+    pub(crate) fn take<const D: usize>(tensor: Tensor<D>) -> Result<Self, Box<Tensor<D>>> {
         let dispatch = tensor.into_dispatch();
         let DispatchTensor { kind, autodiff } = dispatch;
         match kind {
@@ -34,7 +34,10 @@ impl HostTensor {
                 };
                 Ok(Self(flex))
             }
-            kind => Err(Tensor::from_dispatch(DispatchTensor { kind, autodiff })),
+            kind => Err(Box::new(Tensor::from_dispatch(DispatchTensor {
+                kind,
+                autodiff,
+            }))),
         }
     }
 

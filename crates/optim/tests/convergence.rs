@@ -52,7 +52,10 @@ fn problems() -> Vec<Problem> {
     ]
 }
 
-fn optimizers() -> Vec<(&'static str, fn() -> ModuleOptimizer, f64)> {
+/// (name, constructor, learning rate).
+type Entry = (&'static str, fn() -> ModuleOptimizer, f64);
+
+fn optimizers() -> Vec<Entry> {
     vec![
         (
             "adopt",

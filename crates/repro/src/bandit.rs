@@ -314,7 +314,7 @@ fn argmax(values: &[f64]) -> usize {
 pub fn write(report: &BanditReport, out_dir: &Path) -> Result<(), ReproError> {
     std::fs::create_dir_all(out_dir).map_err(|source| ReproError::Io {
         path: out_dir.to_path_buf(),
-        source,
+        cause: source,
     })?;
     figure(report).save(&out_dir.join("bandit.png"))?;
     write_json_atomic(&out_dir.join("bandit.json"), report)

@@ -54,7 +54,7 @@ impl IdxArray {
 pub fn read_idx(path: &Path) -> Result<IdxArray, ReproError> {
     let io = |source| ReproError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     };
     let raw = std::fs::read(path).map_err(io)?;
     if raw.starts_with(&GZIP_MAGIC) {

@@ -302,7 +302,7 @@ impl Corpus {
     pub fn read(path: &Path, config: &LmConfig) -> Result<Self, ReproError> {
         let text = std::fs::read(path).map_err(|source| ReproError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         Self::split(text, config.validation_fraction, config.seq_len, path)
     }
