@@ -33,8 +33,55 @@ pub struct TrainerState {
     pub seed: u64,
     /// Steps of the whole run.
     pub total_steps: usize,
-    /// Metric records so far.
+    /// Metric records so far (stored as f64 bit patterns, so they read back exactly).
+    #[serde(with = "exact_history")]
     pub history: Vec<MetricRecord>,
+}
+
+/// Metric values as their f64 bits: JSON's decimal floats need not read back to the same bits.
+mod exact_history {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use crate::metrics::MetricRecord;
+
+    #[derive(Serialize, Deserialize)]
+    struct Stored {
+        step: usize,
+        split: String,
+        metrics: Vec<(String, u64)>,
+    }
+
+    pub fn serialize<S: Serializer>(history: &[MetricRecord], s: S) -> Result<S::Ok, S::Error> {
+        let stored: Vec<Stored> = history
+            .iter()
+            .map(|r| Stored {
+                step: r.step,
+                split: r.split.clone(),
+                metrics: r
+                    .metrics
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_bits()))
+                    .collect(),
+            })
+            .collect();
+        stored.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MetricRecord>, D::Error> {
+        let stored = Vec::<Stored>::deserialize(d)?;
+        Ok(stored
+            .into_iter()
+            .map(|r| MetricRecord {
+                step: r.step,
+                split: r.split,
+                metrics: r
+                    .metrics
+                    .into_iter()
+                    .map(|(k, bits)| (k, f64::from_bits(bits)))
+                    .collect(),
+            })
+            .collect())
+    }
 }
 
 /// The folder name of the checkpoint after `step` steps.
@@ -106,9 +153,9 @@ pub fn save_checkpoint(
     save_training_state(&dir, model, optim, |partial| {
         let path = partial.join(TRAINER_STATE_FILE);
         let text = serde_json::to_vec(state).expect("trainer state serialises");
-        std::fs::write(&path, text).map_err(|source| CheckpointError::Io {
+        std::fs::write(&path, text).map_err(|cause| CheckpointError::Io {
             path: path.clone(),
-            source,
+            cause,
         })?;
         objective_state(partial).map_err(|e| CheckpointError::Record {
             path: partial.to_path_buf(),

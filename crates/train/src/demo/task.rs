@@ -70,7 +70,7 @@ pub fn correct_answer(prompt: &Prompt) -> String {
 /// assert_eq!(true_reward(&[4, 7, 9], "479"), -1.0);
 /// assert_eq!(true_reward(&[4, 7, 9], "58"), -5.0 / 3.0);
 /// assert_eq!(true_reward(&[4, 7, 9], "5805"), -5.0 / 3.0);
-/// assert_eq!(true_reward(&[4, 7, 9], "085"), -(4.0 + 2.0 + 5.0) / 3.0);
+/// assert_eq!(true_reward(&[4, 7, 9], "085"), -(5.0 + 0.0 + 5.0) / 3.0);
 /// ```
 pub fn true_reward(prompt: &Prompt, response: &str) -> f64 {
     let correct = correct_answer(prompt);
