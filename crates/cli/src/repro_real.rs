@@ -294,10 +294,21 @@ pub fn all(args: &AllArgs) -> anyhow::Result<()> {
             seconds: report.seconds,
         }))
     });
-    sections.align = report::Outcome::Skipped(
-        "the soft-label alignment demo (`softalign align`) is not wired into `repro all` yet"
-            .to_string(),
-    );
+    sections.align = timed("align", &mut || {
+        use softalign_train::demo::{DemoSettings, run_demo};
+        let out = args.out.join("align");
+        let settings = DemoSettings {
+            out_dir: out.clone(),
+            progress: false,
+            ..Default::default()
+        };
+        let report = run_demo(&settings, &mut |line| eprintln!("align: {line}"))?;
+        Ok(report::Outcome::Done(report::Run {
+            dir: out.clone(),
+            command: format!("softalign align --out {}", out.display()),
+            seconds: report.seconds,
+        }))
+    });
 
     let written = report::write_report(&sections, &args.figures, &args.report)
         .with_context(|| format!("writing {}", args.report.display()))?;
