@@ -28,7 +28,11 @@ pub enum BenchCommand {
 /// Run one benchmark.
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
-        BenchCommand::Optim { params, repeats, json } => optim(params as usize, repeats as usize, json),
+        BenchCommand::Optim {
+            params,
+            repeats,
+            json,
+        } => optim(params as usize, repeats as usize, json),
     }
 }
 
@@ -48,16 +52,31 @@ fn optim(params: usize, repeats: usize, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     eprint!("\r{:<30}\r", "");
-    let time_of = |name: &str| results.iter().find(|r| r.optimizer == name).map(|r| r.ns_per_param);
+    let time_of = |name: &str| {
+        results
+            .iter()
+            .find(|r| r.optimizer == name)
+            .map(|r| r.ns_per_param)
+    };
     let (burn, limit) = (time_of("burn_adamw"), time_of("bandwidth_probe"));
     println!("{params} float32 parameters, {threads} threads, median of {repeats} steps");
-    println!("{:<18} {:>10} {:>7} {:>14} {:>16}", "optimizer", "ns/param", "GB/s", "vs burn_adamw", "of bus limit");
+    println!(
+        "{:<18} {:>10} {:>7} {:>14} {:>16}",
+        "optimizer", "ns/param", "GB/s", "vs burn_adamw", "of bus limit"
+    );
     for r in &results {
-        let ratio = |base: Option<f64>, f: fn(f64, f64) -> String| base.map_or(String::from("-"), |b| f(b, r.ns_per_param));
+        let ratio = |base: Option<f64>, f: fn(f64, f64) -> String| {
+            base.map_or(String::from("-"), |b| f(b, r.ns_per_param))
+        };
         let speedup = ratio(burn, |b, t| format!("{:.1}x", b / t));
         let share = ratio(limit, |l, t| format!("{:.0}%", 100.0 * l / t));
-        println!("{:<18} {:>10.3} {:>7.1} {:>14} {:>16}", r.optimizer, r.ns_per_param, r.gbps, speedup, share);
+        println!(
+            "{:<18} {:>10.3} {:>7.1} {:>14} {:>16}",
+            r.optimizer, r.ns_per_param, r.gbps, speedup, share
+        );
     }
-    println!("bandwidth_probe: the same 28 B/param of traffic with trivial arithmetic (the bus limit now)");
+    println!(
+        "bandwidth_probe: the same 28 B/param of traffic with trivial arithmetic (the bus limit now)"
+    );
     Ok(())
 }
