@@ -7,7 +7,7 @@
 //! - then one AdamW update, timed separately.
 //!
 //! ```text
-//! cargo run --release -p softalign-model --example train_step [-- STEPS]
+//! cargo run --release -p softalign-model --example train_step [-- STEPS [full-logits]]
 //! ```
 //! Baseline for comparison: PyTorch eager (same shape, forward + backward + reference forward)
 //! takes 5.85 s per step on the project's 2-core machine.
@@ -26,11 +26,16 @@ const SEQUENCES: usize = 4;
 const LENGTH: usize = 256;
 const BETA: f64 = 0.1;
 
-/// Summed next-token log-probability of each sequence, `[sequences]`.
-fn sequence_logps(model: &LlamaModel, tokens: Tensor<2, Int>) -> Tensor<1> {
-    next_token_logps(model.forward(tokens.clone()), tokens)
-        .sum_dim(1)
-        .squeeze_dim::<1>(1)
+/// Summed next-token log-probability of each sequence, `[sequences]`: through
+/// [`LlamaModel::next_token_logps`] (head on the predicting positions only), or with
+/// `full_logits` through the full `[batch, time, vocab]` logits of [`LlamaModel::forward`].
+fn sequence_logps(model: &LlamaModel, tokens: Tensor<2, Int>, full_logits: bool) -> Tensor<1> {
+    let logps = if full_logits {
+        next_token_logps(model.forward(tokens.clone()), tokens)
+    } else {
+        model.next_token_logps(tokens)
+    };
+    logps.sum_dim(1).squeeze_dim::<1>(1)
 }
 
 /// DPO loss of pairs (row 2i chosen, row 2i+1 rejected).
@@ -44,7 +49,9 @@ fn main() {
     let steps: usize = std::env::args()
         .nth(1)
         .map(|s| s.parse().expect("STEPS is a number"))
-        .unwrap_or(3);
+        .unwrap_or(3)
+        .max(1);
+    let full_logits = std::env::args().nth(2).is_some_and(|a| a == "full-logits");
     let config = LlamaConfig::smollm2_135m();
     let device = Device::default().autodiff();
     device.seed(0);
@@ -67,19 +74,25 @@ fn main() {
     let mut optimizer = AdamWConfig::new().init();
 
     let mut totals = Vec::new();
+    let mut cpu_totals = Vec::new();
     for step in 0..=steps {
         let started = Instant::now();
-        let reference_logps = sequence_logps(&reference, tokens_plain.clone());
+        let cpu_started = cpu_seconds();
+        let reference_logps = sequence_logps(&reference, tokens_plain.clone(), full_logits);
         let reference_logps = Tensor::<1>::from_data(reference_logps.into_data(), &device);
         let reference_s = started.elapsed().as_secs_f64();
 
         let t = Instant::now();
-        let loss = dpo_loss(sequence_logps(&policy, tokens.clone()), reference_logps);
+        let loss = dpo_loss(
+            sequence_logps(&policy, tokens.clone(), full_logits),
+            reference_logps,
+        );
         let grads = loss.backward();
         let grads = GradientsParams::from_grads(grads, &policy);
         let loss_value = loss.into_scalar::<f32>();
         let policy_s = t.elapsed().as_secs_f64();
         let step_s = started.elapsed().as_secs_f64();
+        let step_cpu_s = cpu_seconds() - cpu_started;
 
         let t = Instant::now();
         policy = optimizer.step(1e-6, policy, grads);
@@ -87,19 +100,40 @@ fn main() {
         let label = if step == 0 { "warm-up" } else { "step" };
         eprintln!(
             "{label} {step}: reference forward {reference_s:.2} s, policy forward+backward {policy_s:.2} s \
-             → {step_s:.2} s (loss {loss_value:.4}); AdamW update {update_s:.2} s"
+             → {step_s:.2} s, {step_cpu_s:.2} CPU-s (loss {loss_value:.4}); AdamW update {update_s:.2} s"
         );
         if step > 0 {
             totals.push(step_s);
+            cpu_totals.push(step_cpu_s);
         }
     }
     totals.sort_by(f64::total_cmp);
+    cpu_totals.sort_by(f64::total_cmp);
     let median = totals[totals.len() / 2];
+    let cpu_median = cpu_totals[cpu_totals.len() / 2];
     println!(
-        "train_step: median {median:.2} s per step (reference forward + policy forward/backward, \
-         {SEQUENCES} × {LENGTH} tokens); PyTorch eager baseline 5.85 s → {:.2}× ",
+        "train_step: median {median:.2} s per step, {cpu_median:.2} CPU-s (reference forward + \
+         policy forward/backward, {SEQUENCES} × {LENGTH} tokens); PyTorch eager baseline 5.85 s → \
+         {:.2}× ",
         5.85 / median
     );
+}
+
+/// User plus system CPU time of this process so far, from `/proc/self/stat` (0 where that is
+/// unavailable). On a shared machine CPU time is a steadier measure of work than wall time.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: f64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
 }
 
 fn rayon_threads() -> usize {

@@ -2,15 +2,14 @@
 //!
 //! Linear weights are stored as `[in, out]` so that a layer is one `x · W` matmul; the Hugging Face
 //! `[out, in]` layout is restored when weights are saved (see [`crate::weights`]). The hidden
-//! state stays a `[batch · time, width]` matrix between blocks, and attention runs on
-//! `[batch, heads, time, head_dim]` tensors through burn's fused attention (all heads at once;
-//! key/value heads are broadcast to their query groups, never looped over).
+//! state stays a `[batch · time, width]` matrix between blocks, and attention runs on all heads
+//! at once as batched matmuls over strided views (key/value heads are broadcast to their query
+//! groups by the matmul, never copied or looped over).
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::{silu, softmax};
-use burn::tensor::module::{attention, embedding};
-use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::module::embedding;
+use burn::tensor::{Device, Distribution, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::config::LlamaConfig;
 
@@ -58,10 +57,13 @@ pub struct Attention {
     pub head_dim: usize,
 }
 
-/// Rotary tables for a run of positions: `cos` and `sin` of shape `[1, 1, time, head_dim / 2]`.
+/// Rotary tables for a run of positions: `cos` and `sin` of shape `[1, time, 1, head_dim / 2]`
+/// (they broadcast over `[batch, time, heads, head_dim]`), and the additive causal mask of the
+/// queries over all keys, `[time, past + time]` (0 where visible, −∞ where not).
 struct Rotary {
     cos: Tensor<4>,
     sin: Tensor<4>,
+    causal_bias: Tensor<2>,
 }
 
 impl Rotary {
@@ -82,14 +84,27 @@ impl Rotary {
             }
         }
         let table =
-            |values| Tensor::<4>::from_data(TensorData::new(values, [1, 1, len, half]), device);
+            |values| Tensor::<4>::from_data(TensorData::new(values, [1, len, 1, half]), device);
+        let keys = start + len;
+        let bias: Vec<f32> = (0..len)
+            .flat_map(|i| {
+                (0..keys).map(move |j| {
+                    if j <= start + i {
+                        0.0
+                    } else {
+                        f32::NEG_INFINITY
+                    }
+                })
+            })
+            .collect();
         Self {
             cos: table(cos),
             sin: table(sin),
+            causal_bias: Tensor::from_data(TensorData::new(bias, [len, keys]), device),
         }
     }
 
-    /// Rotates `x: [batch, heads, time, head_dim]`: the first half of each head pairs with the
+    /// Rotates `x: [batch, time, heads, head_dim]`: the first half of each head pairs with the
     /// second half (`x·cos + rotate_half(x)·sin`).
     fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         let [.., head_dim] = x.dims();
@@ -105,6 +120,12 @@ impl Rotary {
 impl Attention {
     /// `x: [batch · time, width]` → `[batch · time, width]`. With a cache, the new keys and values
     /// are appended to it and the queries attend to everything cached.
+    ///
+    /// Heads stay in the `[batch, time, heads, head_dim]` layout of the projections through the
+    /// rotation; attention then runs on strided views, queries as
+    /// `[batch, kv_heads, group, time, head_dim]` against keys and values
+    /// `[batch, kv_heads, 1, time, head_dim]`, so each key/value head is broadcast to its query
+    /// group by the matmul itself instead of being copied `group` times.
     fn forward(
         &self,
         x: Tensor<2>,
@@ -114,10 +135,13 @@ impl Attention {
         cache: Option<&mut LayerCache>,
     ) -> Tensor<2> {
         let (h, kv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
-        let heads = |t: Tensor<2>, n: usize| t.reshape([batch, time, n, d]).swap_dims(1, 2);
+        let group = h / kv;
+        let heads = |t: Tensor<2>, n: usize| t.reshape([batch, time, n, d]);
         let q = rotary.apply(heads(x.clone().matmul(self.q_proj.val()), h));
-        let mut k = rotary.apply(heads(x.clone().matmul(self.k_proj.val()), kv));
-        let mut v = heads(x.matmul(self.v_proj.val()), kv);
+        let mut k = rotary
+            .apply(heads(x.clone().matmul(self.k_proj.val()), kv))
+            .swap_dims(1, 2);
+        let mut v = heads(x.matmul(self.v_proj.val()), kv).swap_dims(1, 2);
         if let Some(cache) = cache {
             if let Some((past_k, past_v)) = cache.take() {
                 k = Tensor::cat(vec![past_k, k], 2);
@@ -125,31 +149,20 @@ impl Attention {
             }
             *cache = Some((k.clone(), v.clone()));
         }
-        let (k, v) = (self.expand_groups(k), self.expand_groups(v));
-        let options = AttentionModuleOptions {
-            scale: Some(1.0 / (d as f64).sqrt()),
-            softcap: None,
-            // Bottom-right aligned: with a cache, query i sees keys up to past + i.
-            is_causal: true,
-        };
-        let context = attention(q, k, v, None, None, options);
+        // [batch, time, kv, group, d] → [batch, kv, group, time, d] (a view).
+        let q = q
+            .reshape([batch, time, kv, group, d])
+            .permute([0, 2, 3, 1, 4]);
+        let k = k.unsqueeze_dim::<5>(2);
+        let v = v.unsqueeze_dim::<5>(2);
+        let scale = 1.0 / (d as f64).sqrt();
+        let scores =
+            q.matmul(k.swap_dims(3, 4)) * scale + rotary.causal_bias.clone().unsqueeze::<5>();
+        let context = softmax(scores, 4).matmul(v);
         context
-            .swap_dims(1, 2)
+            .permute([0, 3, 1, 2, 4])
             .reshape([batch * time, h * d])
             .matmul(self.o_proj.val())
-    }
-
-    /// `[batch, kv_heads, time, d]` → `[batch, heads, time, d]`, each key/value head repeated for
-    /// the query heads of its group (transformers' `repeat_kv`).
-    fn expand_groups(&self, x: Tensor<4>) -> Tensor<4> {
-        let group = self.num_heads / self.num_kv_heads;
-        if group == 1 {
-            return x;
-        }
-        let [b, kv, t, d] = x.dims();
-        x.unsqueeze_dim::<5>(2)
-            .expand([b, kv, group, t, d])
-            .reshape([b, kv * group, t, d])
     }
 }
 
@@ -283,6 +296,24 @@ impl LlamaModel {
             .reshape([batch, time, self.config.vocab_size])
     }
 
+    /// Log-probability of every token after the first given the ones before it,
+    /// `tokens: [batch, time]` → `[batch, time − 1]`: the same values as
+    /// `next_token_logps(self.forward(tokens.clone()), tokens)`, but the output head runs only on
+    /// the `time − 1` positions that predict a token, and the logits are never narrowed.
+    pub fn next_token_logps(&self, tokens: Tensor<2, Int>) -> Tensor<2> {
+        let [batch, time] = tokens.dims();
+        let width = self.config.hidden_size;
+        let hidden = self
+            .hidden_states(tokens.clone(), 0, None)
+            .reshape([batch, time, width])
+            .narrow(1, 0, time - 1)
+            .reshape([batch * (time - 1), width]);
+        let logits = self
+            .head(hidden)
+            .reshape([batch, time - 1, self.config.vocab_size]);
+        token_logps(logits, tokens.narrow(1, 1, time - 1))
+    }
+
     /// Feeds `tokens: [batch, time]` after the positions already in `cache`, appends their keys
     /// and values to it, and returns the logits of the last position, `[batch, vocab]`.
     pub fn forward_cached(&self, tokens: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<2> {
@@ -343,29 +374,35 @@ impl LlamaModel {
 /// Log-probability of each target token under `logits`: `logits: [batch, time, vocab]`,
 /// `targets: [batch, time]` → `[batch, time]`, i.e. `logit[target] − logsumexp(logits)`.
 ///
-/// The normaliser comes from the backend's fused softmax (SIMD, row-parallel on flex), never
-/// from an element-wise `exp` pass: with `p = softmax(x)`, `logsumexp(x) = max(x) − ln max(p)`,
-/// and `max(p) ≥ 1 / vocab` cannot underflow. On a tracked autodiff tensor the normaliser is
-/// given its exact gradient `softmax(x)` through the surrogate `Σ x·p` (value cancelled,
+/// The value is computed on the plain (non-autodiff) tensors: the normaliser comes from the
+/// backend's fused softmax (SIMD, row-parallel on flex), never from an element-wise `exp` pass:
+/// with `p = softmax(x)`, `logsumexp(x) = max(x) − ln max(p)`, and `max(p) ≥ 1 / vocab` cannot
+/// underflow. On a tracked autodiff tensor the result is given its exact gradient
+/// `onehot(target) − softmax(x)` through the surrogate `Σ x·(onehot − p)` (value cancelled,
 /// gradient kept), so the vocabulary-sized work in the backward pass is one multiply.
 ///
 /// For next-token scoring pass `logits` of positions `0 .. n−1` and targets `tokens[1 ..]`; see
-/// [`next_token_logps`].
+/// [`next_token_logps`] and [`LlamaModel::next_token_logps`].
 pub fn token_logps(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
     let plain = logits.clone().inner();
+    let targets = targets.inner().unsqueeze_dim::<3>(2);
     let probs = softmax(plain.clone(), 2);
-    let log_norm = plain.max_dim(2) - probs.clone().max_dim(2).log();
-    let picked = logits.clone().gather(2, targets.unsqueeze_dim::<3>(2));
-    if !logits.is_autodiff() {
-        return (picked - log_norm).squeeze_dim::<2>(2);
-    }
-    let log_norm = Tensor::from_inner(log_norm);
+    let log_norm = plain.clone().max_dim(2) - probs.clone().max_dim(2).log();
+    let value = (plain.gather(2, targets.clone()) - log_norm).squeeze_dim::<2>(2);
     if !logits.is_tracked() {
-        return (picked - log_norm).squeeze_dim::<2>(2);
+        return if logits.is_autodiff() {
+            Tensor::from_inner(value)
+        } else {
+            value
+        };
     }
-    let surrogate = (logits * Tensor::from_inner(probs)).sum_dim(2);
-    let log_norm = surrogate.clone() - surrogate.detach() + log_norm;
-    (picked - log_norm).squeeze_dim::<2>(2)
+    let [batch, time, _] = logits.dims();
+    let ones = Tensor::<3>::ones([batch, time, 1], &probs.device());
+    let weights = probs.neg().scatter(2, targets, ones, IndexingUpdateOp::Add);
+    let surrogate = (logits * Tensor::from_inner(weights))
+        .sum_dim(2)
+        .squeeze_dim::<2>(2);
+    surrogate.clone() - surrogate.detach() + Tensor::from_inner(value)
 }
 
 /// Log-probability of every token after the first given the ones before it:

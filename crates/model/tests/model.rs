@@ -199,3 +199,62 @@ fn token_logps_match_log_softmax_in_value_and_gradient() {
         }
     }
 }
+
+struct CollectGrads<'a> {
+    grads: &'a Gradients,
+    found: Vec<Vec<f32>>,
+}
+
+impl ModuleVisitor for CollectGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let grad = param
+            .val()
+            .grad(self.grads)
+            .expect("every parameter has a gradient");
+        self.found.push(grad.into_data().iter::<f32>().collect());
+    }
+}
+
+#[test]
+fn model_next_token_logps_match_the_full_logits_path_in_value_and_gradient() {
+    let device = Device::default().autodiff();
+    for tied in [true, false] {
+        device.seed(7);
+        let model = LlamaModel::init(&tiny(tied), &device);
+        let input = tokens(&[&[3, 14, 15, 9, 26, 5], &[35, 8, 9, 7, 9, 3]], &device);
+        let weights = Tensor::<2>::from_data(
+            TensorData::new((0..10).map(|i| 0.3 + 0.1 * i as f32).collect(), [2, 5]),
+            &device,
+        );
+        let mut per_path = Vec::new();
+        for fused in [false, true] {
+            let logps = if fused {
+                model.next_token_logps(input.clone())
+            } else {
+                next_token_logps(model.forward(input.clone()), input.clone())
+            };
+            assert_eq!(logps.dims(), [2, 5]);
+            let value = values(logps.clone());
+            let grads = (logps * weights.clone()).sum().backward();
+            let mut collect = CollectGrads {
+                grads: &grads,
+                found: Vec::new(),
+            };
+            model.visit(&mut collect);
+            per_path.push((value, collect.found));
+        }
+        let (full, fused) = (&per_path[0], &per_path[1]);
+        for (x, y) in full.0.iter().zip(&fused.0) {
+            assert!((x - y).abs() < 1e-5, "log-prob {x} vs {y}");
+        }
+        assert_eq!(full.1.len(), fused.1.len());
+        for (a, b) in full.1.iter().zip(&fused.1) {
+            for (x, y) in a.iter().zip(b) {
+                assert!(
+                    (x - y).abs() < 1e-5 * (1.0 + x.abs()),
+                    "gradient {x} vs {y}"
+                );
+            }
+        }
+    }
+}
