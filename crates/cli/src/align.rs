@@ -181,6 +181,8 @@ pub struct AlignArgs {
     /// output folder's config.toml supplies the settings.
     #[arg(long)]
     resume: Option<PathBuf>,
+    #[command(flatten)]
+    online: crate::online::OnlineFlags,
 }
 
 macro_rules! fill {
@@ -320,7 +322,7 @@ impl LossFlags {
         fill!(self, lower; loss, beta, alpha, gamma, reference);
     }
 
-    fn settings(&self) -> Result<(PrefLoss, ReferenceMode)> {
+    pub(crate) fn settings(&self) -> Result<(PrefLoss, ReferenceMode)> {
         let name = self.loss.as_deref().unwrap_or("gdpo");
         let mut loss: PrefLoss = name.parse().map_err(|e| anyhow!("--loss: {e}"))?;
         if let Some(beta) = self.beta {
@@ -503,7 +505,14 @@ pub fn run(args: AlignArgs) -> Result<()> {
         mut loss,
         config,
         resume,
+        online,
     } = args;
+    if online.online {
+        if config.is_some() || resume.is_some() {
+            bail!("--online takes neither --config nor --resume");
+        }
+        return crate::online::run(&train, &loss, &online);
+    }
     let demo =
         train.model.is_none() && train.data.is_none() && resume.is_none() && config.is_none();
     if demo {

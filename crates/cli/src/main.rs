@@ -8,7 +8,10 @@ use clap::{Parser, Subcommand};
 mod align;
 mod bench;
 mod data;
+mod eval;
 mod generate;
+mod label;
+mod online;
 mod repro;
 mod repro_real;
 mod sft;
@@ -39,6 +42,11 @@ enum Command {
     /// Preference alignment (DPO, cDPO, GDPO, … with soft labels); with no --model and --data,
     /// the built-in demo.
     Align(align::AlignArgs),
+    /// Soft preference labels by AI feedback: a judge model scores both orders of every pair.
+    Label(label::LabelArgs),
+    /// Win rates of a model's greedy responses (against references or --versus a model), judged by
+    /// AI feedback in both orders; implicit-reward accuracy with --reference.
+    Eval(eval::EvalArgs),
 }
 
 fn main() {
@@ -50,6 +58,8 @@ fn main() {
         Command::Generate(args) => generate::run(args),
         Command::Sft(args) => sft::run(args),
         Command::Align(args) => align::run(args),
+        Command::Label(args) => label::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     if let Err(error) = result {
         // One line: the chain of causes joined by ": ".
