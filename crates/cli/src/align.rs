@@ -58,7 +58,7 @@ pub struct TrainFlags {
     /// from its start (down to --max-prompt-length), then the response from its end.
     #[arg(long)]
     pub max_length: Option<usize>,
-    /// Prompt tokens kept at least when a sequence is too long [default 256].
+    /// Prompt tokens kept at least when a sequence is too long [default: half of --max-length].
     #[arg(long)]
     pub max_prompt_length: Option<usize>,
     /// Optimizer: adopt, adam, adamw, amsgrad [default adopt].
@@ -151,13 +151,13 @@ pub struct LossFlags {
     #[arg(long)]
     pub loss: Option<String>,
     /// β [default: the loss's, e.g. 0.1 for dpo, 0.3 for gdpo].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub beta: Option<f64>,
     /// α of ropo and gropo [default 2].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub alpha: Option<f64>,
     /// γ of ropo and gropo [default 0.1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub gamma: Option<f64>,
     /// Reference log-probabilities: cached (computed once per pair) or on-the-fly [default cached].
     #[arg(long)]
@@ -266,11 +266,10 @@ impl TrainFlags {
         if let Some(norm) = self.max_grad_norm {
             s.max_grad_norm = (norm != 0.0).then_some(norm);
         }
+        let max_length = self.max_length.unwrap_or(s.truncation.max_length);
         s.truncation = Truncation {
-            max_length: self.max_length.unwrap_or(s.truncation.max_length),
-            max_prompt_length: self
-                .max_prompt_length
-                .unwrap_or(s.truncation.max_prompt_length),
+            max_length,
+            max_prompt_length: self.max_prompt_length.unwrap_or(max_length / 2),
         };
         s.progress = !self.no_progress;
         Ok(s)

@@ -68,8 +68,14 @@ impl Truncation {
                 format!("must be at least 2, got {}", self.max_length),
             ));
         }
-        if self.max_prompt_length == 0 {
-            return Err(setting("max-prompt-length", "must be at least 1"));
+        if self.max_prompt_length == 0 || self.max_prompt_length >= self.max_length {
+            return Err(setting(
+                "max-prompt-length",
+                format!(
+                    "must be at least 1 and below max-length ({}), got {}",
+                    self.max_length, self.max_prompt_length
+                ),
+            ));
         }
         Ok(())
     }
