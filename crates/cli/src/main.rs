@@ -38,10 +38,10 @@ enum Command {
     /// Continue a prompt with a model (Hugging Face folder or .gguf); text streams to stdout.
     Generate(generate::GenerateArgs),
     /// Supervised fine-tuning on prompt → response data (loss on response tokens only).
-    Sft(sft::SftArgs),
+    Sft(Box<sft::SftArgs>),
     /// Preference alignment (DPO, cDPO, GDPO, … with soft labels); with no --model and --data,
     /// the built-in demo.
-    Align(align::AlignArgs),
+    Align(Box<align::AlignArgs>),
     /// Soft preference labels by AI feedback: a judge model scores both orders of every pair.
     Label(label::LabelArgs),
     /// Win rates of a model's greedy responses (against references or --versus a model), judged by
@@ -56,8 +56,8 @@ fn main() {
         Command::Bench(command) => bench::run(command),
         Command::Data(command) => data::run(command),
         Command::Generate(args) => generate::run(args),
-        Command::Sft(args) => sft::run(args),
-        Command::Align(args) => align::run(args),
+        Command::Sft(args) => sft::run(*args),
+        Command::Align(args) => align::run(*args),
         Command::Label(args) => label::run(args),
         Command::Eval(args) => eval::run(args),
     };

@@ -142,6 +142,8 @@ pub struct EvalReport {
     /// Mean P(model ≻ opponent) with the model's response shown first and second (the
     /// difference is the judge's position bias).
     pub order_means: Option<[f64; 2]>,
+    /// Prompts where the model's response is the opponent's, word for word.
+    pub identical_responses: usize,
     /// Implicit-reward accuracy, when a reference model was given.
     pub reward_accuracy: Option<RewardAccuracy>,
     /// Every judged prompt.
@@ -375,6 +377,7 @@ pub fn evaluate(
         judge: judge.map(|(_, path)| path.to_path_buf()),
         win_rates: None,
         order_means: None,
+        identical_responses: 0,
         reward_accuracy: None,
         records: Vec::new(),
         generation_seconds: 0.0,
@@ -397,6 +400,10 @@ pub fn evaluate(
             records.iter().map(|r| r.p_order_ab).sum::<f64>() / n,
             records.iter().map(|r| r.p_order_ba).sum::<f64>() / n,
         ]);
+        report.identical_responses = records
+            .iter()
+            .filter(|r| r.response == r.opponent_response)
+            .count();
         report.records = records;
     }
     if let Some(reference) = reference {
@@ -433,6 +440,10 @@ impl EvalReport {
                 100.0 * w.percentage.low,
                 100.0 * w.percentage.high,
                 w.n
+            ));
+            lines.push(format!(
+                "{:<22} {:>8} of {} (p̂ = ½, counted as wins); identical responses: {}",
+                "ties", w.ties, w.n, self.identical_responses
             ));
             if let Some([ab, ba]) = self.order_means {
                 lines.push(format!(

@@ -239,11 +239,19 @@ fn read_earlier(path: &Path, pairs: &[PreferencePair]) -> Result<Vec<Written>> {
         ) else {
             return Err(fail("missing p_chosen, p_order_ab or p_order_ba".into()));
         };
-        let chosen = match value.get("chosen") {
+        let text = |key: &str| match value.get(key) {
             Some(Value::String(s)) => Some(s.as_str()),
             Some(Value::Object(o)) => o.get("value").and_then(Value::as_str),
             _ => None,
         };
+        let (chosen, rejected) = (text("chosen"), text("rejected"));
+        let same = |a: &str, b: &str| chosen == Some(a) && rejected == Some(b);
+        if !(same(&pair.chosen, &pair.rejected) || same(&pair.rejected, &pair.chosen)) {
+            return Err(fail(format!(
+                "its responses are not those of input record {}; delete the file to start over",
+                pair.source_line
+            )));
+        }
         written.push(Written {
             judgement: Judgement {
                 p_order_ab: ab,

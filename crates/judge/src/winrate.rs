@@ -33,6 +33,9 @@ pub struct WinRates {
     pub n: usize,
     /// Prompts with p̂ ≥ 0.5.
     pub wins: usize,
+    /// Prompts with p̂ exactly 0.5 (counted as wins; e.g. identical responses, which a judge
+    /// scores the same in both orders).
+    pub ties: usize,
     /// Share of prompts with p̂ ≥ 0.5, Wilson interval.
     pub binary: Estimate,
     /// Mean p̂, bootstrap interval.
@@ -113,6 +116,7 @@ impl WinRates {
         Self {
             n: p.len(),
             wins,
+            ties: p.iter().filter(|&&v| v == 0.5).count(),
             binary: wilson(wins, p.len(), Z_95),
             percentage: bootstrap_mean(p, BOOTSTRAP_RESAMPLES, 0),
         }
@@ -164,7 +168,7 @@ mod tests {
     #[test]
     fn win_rates_on_fixed_judgements() {
         let w = WinRates::of(&[1.0, 0.0, 0.49, 0.51, 0.5]);
-        assert_eq!((w.n, w.wins), (5, 3));
+        assert_eq!((w.n, w.wins, w.ties), (5, 3, 1));
         assert!((w.binary.value - 0.6).abs() < 1e-12);
         assert!((w.percentage.value - 0.5).abs() < 1e-12);
         assert!(w.binary.low < 0.6 && w.binary.high > 0.6);
