@@ -50,6 +50,7 @@ enum Command {
 }
 
 fn main() {
+    softalign_model::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Repro(command) => repro::run(command),

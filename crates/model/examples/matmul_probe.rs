@@ -4,6 +4,7 @@ use std::time::Instant;
 use burn::tensor::{Device, Distribution, Tensor};
 
 fn main() {
+    softalign_model::keep_freed_memory();
     let device = Device::default();
     let r = |s: [usize; 2]| Tensor::<2>::random(s, Distribution::Normal(0.0, 1.0), &device);
     let shapes: &[(&str, usize, usize, usize)] = &[

@@ -46,6 +46,7 @@ fn dpo_loss(policy: Tensor<1>, reference: Tensor<1>) -> Tensor<1> {
 }
 
 fn main() {
+    softalign_model::keep_freed_memory();
     let steps: usize = std::env::args()
         .nth(1)
         .map(|s| s.parse().expect("STEPS is a number"))

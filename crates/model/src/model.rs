@@ -8,7 +8,8 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::{silu, softmax};
-use burn::tensor::module::embedding;
+use burn::tensor::module::{attention, embedding};
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::config::LlamaConfig;
@@ -104,15 +105,21 @@ impl Rotary {
         }
     }
 
-    /// Rotates `x: [batch, time, heads, head_dim]`: the first half of each head pairs with the
-    /// second half (`x·cos + rotate_half(x)·sin`).
-    fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+    /// Rotates `x: [batch, time, heads, head_dim]` and multiplies it by `scale`: the first half
+    /// of each head pairs with the second half (`(x·cos + rotate_half(x)·sin)·scale`; the scale
+    /// goes into the small tables, not over `x`).
+    fn apply(&self, x: Tensor<4>, scale: f64) -> Tensor<4> {
         let [.., head_dim] = x.dims();
         let half = head_dim / 2;
+        let (cos, sin) = if scale == 1.0 {
+            (self.cos.clone(), self.sin.clone())
+        } else {
+            (self.cos.clone() * scale, self.sin.clone() * scale)
+        };
         let x1 = x.clone().narrow(3, 0, half);
         let x2 = x.narrow(3, half, half);
-        let first = x1.clone() * self.cos.clone() - x2.clone() * self.sin.clone();
-        let second = x2 * self.cos.clone() + x1 * self.sin.clone();
+        let first = x1.clone() * cos.clone() - x2.clone() * sin.clone();
+        let second = x2 * cos + x1 * sin;
         Tensor::cat(vec![first, second], 3)
     }
 }
@@ -137,9 +144,9 @@ impl Attention {
         let (h, kv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let group = h / kv;
         let heads = |t: Tensor<2>, n: usize| t.reshape([batch, time, n, d]);
-        let q = rotary.apply(heads(x.clone().matmul(self.q_proj.val()), h));
+        let q = heads(x.clone().matmul(self.q_proj.val()), h);
         let mut k = rotary
-            .apply(heads(x.clone().matmul(self.k_proj.val()), kv))
+            .apply(heads(x.clone().matmul(self.k_proj.val()), kv), 1.0)
             .swap_dims(1, 2);
         let mut v = heads(x.matmul(self.v_proj.val()), kv).swap_dims(1, 2);
         if let Some(cache) = cache {
@@ -149,20 +156,56 @@ impl Attention {
             }
             *cache = Some((k.clone(), v.clone()));
         }
-        // [batch, time, kv, group, d] → [batch, kv, group, time, d] (a view).
-        let q = q
+        let scale = 1.0 / (d as f64).sqrt();
+        if !(q.is_tracked() || k.is_tracked() || v.is_tracked()) {
+            // Nothing to differentiate (reference model, judging, generation): the backend's
+            // fused kernel, which shares each key/value head with its query group itself, scales
+            // the scores and never materialises the masked score tensor.
+            return causal_attention(rotary.apply(q, 1.0).swap_dims(1, 2), k, v)
+                .swap_dims(1, 2)
+                .reshape([batch * time, h * d])
+                .matmul(self.o_proj.val());
+        }
+        // The 1/√d score scale rides on the query rotation (a quarter of the elements of the
+        // scores, and no extra pass). [batch, time, kv, group, d] → [batch, kv, group, time, d]
+        // (a view).
+        let q = rotary
+            .apply(q, scale)
             .reshape([batch, time, kv, group, d])
             .permute([0, 2, 3, 1, 4]);
         let k = k.unsqueeze_dim::<5>(2);
         let v = v.unsqueeze_dim::<5>(2);
-        let scale = 1.0 / (d as f64).sqrt();
-        let scores =
-            q.matmul(k.swap_dims(3, 4)) * scale + rotary.causal_bias.clone().unsqueeze::<5>();
+        let scores = q.matmul(k.swap_dims(3, 4)) + rotary.causal_bias.clone().unsqueeze::<5>();
         let context = softmax(scores, 4).matmul(v);
         context
             .permute([0, 3, 1, 2, 4])
             .reshape([batch * time, h * d])
             .matmul(self.o_proj.val())
+    }
+}
+
+/// Causal scaled-dot-product attention of untracked tensors through the backend's fused kernel:
+/// `q: [batch, heads, time, head_dim]` against `k, v: [batch, kv_heads, past + time, head_dim]`,
+/// query `i` seeing keys `0 ..= past + i`. Same values as the explicit path of
+/// [`Attention::forward`] up to float rounding; on an autodiff device the kernel runs on the
+/// inner tensors (the autodiff backend would otherwise decompose it).
+fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let options = AttentionModuleOptions {
+        scale: None,
+        softcap: None,
+        is_causal: true,
+    };
+    if q.is_autodiff() {
+        Tensor::from_inner(attention(
+            q.inner(),
+            k.inner(),
+            v.inner(),
+            None,
+            None,
+            options,
+        ))
+    } else {
+        attention(q, k, v, None, None, options)
     }
 }
 

@@ -1,0 +1,75 @@
+"""PyTorch baseline for `cargo run --release -p softalign-model --example train_step`.
+
+One preference-training step of the SmolLM2-135M shape (random init, tied head) on 2 pairs of
+256 tokens (4 sequences): reference forward under no_grad, policy forward + backward of the
+DPO loss on full-vocabulary log-softmax (as TRL computes it), then a fused AdamW update timed
+separately. PyTorch eager, transformers' LlamaForCausalLM, all threads of the machine.
+
+    python3 -m venv .cache/venv-torch && .cache/venv-torch/bin/pip install torch transformers
+    .cache/venv-torch/bin/python scripts/pytorch-train-step.py [STEPS]
+"""
+import os
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+from transformers import LlamaConfig, LlamaForCausalLM
+
+SEQUENCES, LENGTH, BETA = 4, 256, 0.1
+
+
+def sequence_logps(model, tokens):
+    logits = model(tokens).logits[:, :-1]
+    logps = torch.gather(logits.log_softmax(-1), 2, tokens[:, 1:, None]).squeeze(2)
+    return logps.sum(1)
+
+
+def main():
+    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    torch.set_num_threads(os.cpu_count())
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+        num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+        rms_norm_eps=1e-5, rope_theta=100000.0, tie_word_embeddings=True,
+    )
+    policy = LlamaForCausalLM(config)
+    reference = LlamaForCausalLM(config)
+    reference.load_state_dict(policy.state_dict())
+    reference.eval()
+    policy.train()
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-6, fused=True)
+    tokens = torch.randint(0, config.vocab_size, (SEQUENCES, LENGTH))
+    params = sum(p.numel() for p in policy.parameters())
+    print(f"torch {torch.__version__}: {params} parameters; batch {SEQUENCES} x {LENGTH}; "
+          f"{torch.get_num_threads()} threads", file=sys.stderr)
+    totals = []
+    for step in range(steps + 1):
+        started = time.perf_counter()
+        with torch.no_grad():
+            reference_logps = sequence_logps(reference, tokens)
+        ref_s = time.perf_counter() - started
+        t = time.perf_counter()
+        ratio = (sequence_logps(policy, tokens) - reference_logps).view(SEQUENCES // 2, 2)
+        loss = -F.logsigmoid(BETA * (ratio[:, 0] - ratio[:, 1])).mean()
+        loss.backward()
+        policy_s = time.perf_counter() - t
+        step_s = time.perf_counter() - started
+        t = time.perf_counter()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        update_s = time.perf_counter() - t
+        label = "warm-up" if step == 0 else "step"
+        print(f"{label} {step}: reference forward {ref_s:.2f} s, policy forward+backward "
+              f"{policy_s:.2f} s -> {step_s:.2f} s (loss {loss.item():.4f}); AdamW update "
+              f"{update_s:.2f} s", file=sys.stderr)
+        if step > 0:
+            totals.append(step_s)
+    print(f"pytorch_train_step: median {statistics.median(totals):.2f} s per step "
+          f"(reference forward + policy forward/backward, {SEQUENCES} x {LENGTH} tokens)")
+
+
+if __name__ == "__main__":
+    main()
