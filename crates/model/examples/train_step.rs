@@ -6,11 +6,15 @@
 //! - policy: forward and backward of a DPO loss on the same sequences;
 //! - then one AdamW update, timed separately.
 //!
+//! By default the two pairs run as two shards on the two threads, each on its own replica of the
+//! policy, as the trainer runs a batch (`softalign-train`'s `step_gradients`); `one-pass` runs
+//! the four sequences as one batch instead.
+//!
 //! ```text
-//! cargo run --release -p softalign-model --example train_step [-- STEPS [full-logits]]
+//! cargo run --release -p softalign-model --example train_step [-- STEPS [full-logits] [one-pass]]
 //! ```
-//! Baseline for comparison: PyTorch eager (same shape, forward + backward + reference forward)
-//! takes 5.85 s per step on the project's 2-core machine.
+//! Baseline: `scripts/pytorch-train-step.py`, the same step in PyTorch eager with transformers;
+//! run both on the same machine, back to back.
 
 use std::time::Instant;
 
@@ -40,7 +44,11 @@ fn sequence_logps(model: &LlamaModel, tokens: Tensor<2, Int>, full_logits: bool)
 
 /// DPO loss of pairs (row 2i chosen, row 2i+1 rejected).
 fn dpo_loss(policy: Tensor<1>, reference: Tensor<1>) -> Tensor<1> {
-    let ratio = (policy - reference).reshape([SEQUENCES / 2, 2]);
+    dpo_loss_n(policy, reference, SEQUENCES / 2)
+}
+
+fn dpo_loss_n(policy: Tensor<1>, reference: Tensor<1>, pairs: usize) -> Tensor<1> {
+    let ratio = (policy - reference).reshape([pairs, 2]);
     let margin = ratio.clone().narrow(1, 0, 1) - ratio.narrow(1, 1, 1);
     -log_sigmoid(margin * BETA).mean()
 }
@@ -52,7 +60,8 @@ fn main() {
         .map(|s| s.parse().expect("STEPS is a number"))
         .unwrap_or(3)
         .max(1);
-    let full_logits = std::env::args().nth(2).is_some_and(|a| a == "full-logits");
+    let full_logits = std::env::args().skip(2).any(|a| a == "full-logits");
+    let one_pass = std::env::args().skip(2).any(|a| a == "one-pass");
     let config = LlamaConfig::smollm2_135m();
     let device = Device::default().autodiff();
     device.seed(0);
@@ -79,18 +88,54 @@ fn main() {
     for step in 0..=steps {
         let started = Instant::now();
         let cpu_started = cpu_seconds();
-        let reference_logps = sequence_logps(&reference, tokens_plain.clone(), full_logits);
+        let split = !one_pass;
+        let reference_logps = if split {
+            // One pair per thread, as the trainer shards a batch.
+            let pair = |i: usize| {
+                sequence_logps(
+                    &reference,
+                    tokens_plain.clone().narrow(0, i * 2, 2),
+                    full_logits,
+                )
+            };
+            let (a, b) = rayon::join(|| pair(0), || pair(1));
+            Tensor::cat(vec![a, b], 0)
+        } else {
+            sequence_logps(&reference, tokens_plain.clone(), full_logits)
+        };
         let reference_logps = Tensor::<1>::from_data(reference_logps.into_data(), &device);
         let reference_s = started.elapsed().as_secs_f64();
 
         let t = Instant::now();
-        let loss = dpo_loss(
-            sequence_logps(&policy, tokens.clone(), full_logits),
-            reference_logps,
-        );
-        let grads = loss.backward();
-        let grads = GradientsParams::from_grads(grads, &policy);
-        let loss_value = loss.into_scalar::<f32>();
+        let (grads, loss_value) = if split {
+            // Each pair on its own replica (same weights, its own autodiff graph), half the
+            // mean loss each; the gradients are added, as `softalign-train` does.
+            let half = |i: usize| {
+                let policy = policy.valid().train();
+                let loss = dpo_loss_n(
+                    sequence_logps(&policy, tokens.clone().narrow(0, i * 2, 2), full_logits),
+                    reference_logps.clone().narrow(0, i * 2, 2),
+                    1,
+                ) * 0.5;
+                let grads = GradientsParams::from_grads(loss.backward(), &policy);
+                (grads, loss.into_scalar::<f32>())
+            };
+            let ((ga, la), (gb, lb)) = rayon::join(|| half(0), || half(1));
+            let mut acc = burn::optim::GradientsAccumulator::new();
+            acc.accumulate(&policy, ga);
+            acc.accumulate(&policy, gb);
+            (acc.grads(), la + lb)
+        } else {
+            let loss = dpo_loss(
+                sequence_logps(&policy, tokens.clone(), full_logits),
+                reference_logps,
+            );
+            let grads = loss.backward();
+            (
+                GradientsParams::from_grads(grads, &policy),
+                loss.into_scalar::<f32>(),
+            )
+        };
         let policy_s = t.elapsed().as_secs_f64();
         let step_s = started.elapsed().as_secs_f64();
         let step_cpu_s = cpu_seconds() - cpu_started;
@@ -114,9 +159,12 @@ fn main() {
     let cpu_median = cpu_totals[cpu_totals.len() / 2];
     println!(
         "train_step: median {median:.2} s per step, {cpu_median:.2} CPU-s (reference forward + \
-         policy forward/backward, {SEQUENCES} × {LENGTH} tokens); PyTorch eager baseline 5.85 s → \
-         {:.2}× ",
-        5.85 / median
+         policy forward/backward, {SEQUENCES} × {LENGTH} tokens, {})",
+        if one_pass {
+            "one pass"
+        } else {
+            "one pair per thread"
+        }
     );
 }
 

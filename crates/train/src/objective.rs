@@ -2,10 +2,12 @@
 //! a preference loss against a frozen reference ([`PreferenceObjective`]). The training loop
 //! ([`crate::train_loop`]) is shared; only the objective differs.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use softalign_model::{LlamaModel, next_token_logps};
 use softalign_pref::{
@@ -28,19 +30,45 @@ pub struct Item<'a, E> {
 
 /// A training objective: a differentiable batch loss plus the per-example outputs its metrics are
 /// computed from.
-pub trait Objective {
+///
+/// The loss of a batch is a sum over its shards divided by one normaliser of the whole batch
+/// (pairs, or response tokens), so the training loop can split a batch into shards and run them
+/// on model replicas in parallel, with the same mean as one pass: [`Objective::prepare`] does the
+/// batch's exclusive work first (reference log-probabilities), then [`Objective::shard_loss`]
+/// runs, `&self`, once per shard.
+pub trait Objective: Sync {
     /// What the objective trains on.
-    type Example;
+    type Example: Sync;
     /// Per-example outputs of a forward pass, accumulated over micro-batches or evaluation batches.
-    type Outputs: Default;
+    type Outputs: Default + Send;
 
-    /// The mean loss of `batch` under `model` (differentiable when the model is on an autodiff
-    /// device), and the batch's outputs.
+    /// Readies what [`Objective::shard_loss`] reads for the examples of `batch` (e.g. their
+    /// reference log-probabilities).
+    fn prepare(&mut self, _batch: &[Item<'_, Self::Example>]) -> Result<()> {
+        Ok(())
+    }
+
+    /// The summed (not averaged) loss of `shard`, part of a prepared batch, under `model`
+    /// (differentiable when the model is on an autodiff device), and the shard's outputs.
+    fn shard_loss(
+        &self,
+        model: &LlamaModel,
+        shard: &[Item<'_, Self::Example>],
+    ) -> Result<(Tensor<1>, Self::Outputs)>;
+
+    /// What the summed loss of `batch` is divided by to give its mean.
+    fn normalizer(&self, batch: &[Item<'_, Self::Example>]) -> f64;
+
+    /// The mean loss of `batch` under `model` in one pass, and the batch's outputs.
     fn forward(
         &mut self,
         model: &LlamaModel,
         batch: &[Item<'_, Self::Example>],
-    ) -> Result<(Tensor<1>, Self::Outputs)>;
+    ) -> Result<(Tensor<1>, Self::Outputs)> {
+        self.prepare(batch)?;
+        let (sum, outputs) = self.shard_loss(model, batch)?;
+        Ok((sum.div_scalar(self.normalizer(batch)), outputs))
+    }
 
     /// Appends `more` to `outputs`.
     fn absorb(outputs: &mut Self::Outputs, more: Self::Outputs);
@@ -87,18 +115,17 @@ impl Objective for SftObjective {
     type Example = EncodedExample;
     type Outputs = SftOutputs;
 
-    fn forward(
-        &mut self,
+    fn normalizer(&self, batch: &[Item<'_, EncodedExample>]) -> f64 {
+        sft_batch(batch, self.pad_id).response_tokens().max(1) as f64
+    }
+
+    fn shard_loss(
+        &self,
         model: &LlamaModel,
         batch: &[Item<'_, EncodedExample>],
     ) -> Result<(Tensor<1>, SftOutputs)> {
         let device = model.embed_tokens.val().device();
-        let sequences = SequenceBatch::new(
-            batch
-                .iter()
-                .map(|i| (i.example.prompt.as_slice(), i.example.response.as_slice())),
-            self.pad_id,
-        );
+        let sequences = sft_batch(batch, self.pad_id);
         let tokens = sequences.token_tensor(&device);
         let logits = model.forward(tokens.clone());
         let logps = next_token_logps(logits, tokens);
@@ -114,12 +141,11 @@ impl Objective for SftObjective {
         let count = sequences.response_tokens();
         let weights = Tensor::<2>::from_data(TensorData::new(weights, [rows, width - 1]), &device);
         let nll_sum = (logps * weights).sum().neg();
-        let loss = nll_sum.clone().div_scalar(count.max(1) as f64);
         let outputs = SftOutputs {
-            nll_sum: host(nll_sum.detach())[0] as f64,
+            nll_sum: host(nll_sum.clone().detach())[0] as f64,
             tokens: count,
         };
-        Ok((loss, outputs))
+        Ok((nll_sum, outputs))
     }
 
     fn absorb(outputs: &mut SftOutputs, more: SftOutputs) {
@@ -135,6 +161,16 @@ impl Objective for SftObjective {
     fn metric_names(&self) -> Vec<&'static str> {
         vec!["loss", "tokens"]
     }
+}
+
+/// The prompt + response rows of an SFT batch.
+fn sft_batch(batch: &[Item<'_, EncodedExample>], pad_id: u32) -> SequenceBatch {
+    SequenceBatch::new(
+        batch
+            .iter()
+            .map(|i| (i.example.prompt.as_slice(), i.example.response.as_slice())),
+        pad_id,
+    )
 }
 
 /// Where the reference log-probabilities come from.
@@ -162,7 +198,9 @@ pub struct PreferenceObjective {
     pub mode: ReferenceMode,
     /// Id used for padding.
     pub pad_id: u32,
-    cache: std::collections::BTreeMap<usize, [f32; 2]>,
+    cache: BTreeMap<usize, [f32; 2]>,
+    /// On-the-fly values of the batch last prepared.
+    fresh: BTreeMap<usize, [f32; 2]>,
 }
 
 /// Per-pair outputs of preference batches.
@@ -194,35 +232,56 @@ impl PreferenceObjective {
             mode,
             pad_id,
             cache: Default::default(),
+            fresh: Default::default(),
         }
     }
 
-    /// `[log π_ref(chosen), log π_ref(rejected)]` of every pair of `batch`, from the cache where
-    /// present; the missing ones are computed in one batch (and cached in cached mode).
-    pub fn reference_logps(&mut self, batch: &[Item<'_, EncodedPair>]) -> Vec<[f32; 2]> {
+    /// Computes the reference log-probabilities of the pairs of `batch` not in the cache (all of
+    /// them on the fly), in one shard per thread, and keeps them for [`Self::reference_logps`]
+    /// (in the cache in cached mode).
+    fn compute_reference(&mut self, batch: &[Item<'_, EncodedPair>]) {
         let missing: Vec<&Item<'_, EncodedPair>> = batch
             .iter()
             .filter(|i| self.mode == ReferenceMode::OnTheFly || !self.cache.contains_key(&i.key))
             .collect();
-        let mut fresh = std::collections::BTreeMap::new();
-        if !missing.is_empty() {
-            let logps = pair_logps(&self.reference, &missing, self.pad_id);
-            let n = missing.len();
-            let values = host(logps.detach());
-            for (j, item) in missing.iter().enumerate() {
-                fresh.insert(item.key, [values[j], values[n + j]]);
-            }
+        let reference = &self.reference;
+        let pad_id = self.pad_id;
+        let fresh = shards(missing.len())
+            .into_par_iter()
+            .flat_map_iter(|range| {
+                let shard = &missing[range];
+                let values = host(pair_logps(reference, shard, pad_id).detach());
+                let n = shard.len();
+                let pairs: Vec<(usize, [f32; 2])> = (0..n)
+                    .map(|j| (shard[j].key, [values[j], values[n + j]]))
+                    .collect();
+                pairs
+            })
+            .collect::<Vec<_>>();
+        match self.mode {
+            ReferenceMode::Cached => self.cache.extend(fresh),
+            ReferenceMode::OnTheFly => self.fresh = fresh.into_iter().collect(),
         }
-        let out = batch
-            .iter()
-            .map(|i| fresh.get(&i.key).or(self.cache.get(&i.key)).copied())
-            .map(|v| v.expect("every key is cached or fresh"))
-            .collect();
-        if self.mode == ReferenceMode::Cached {
-            self.cache.extend(fresh);
-        }
-        out
     }
+
+    /// `[log π_ref(chosen), log π_ref(rejected)]` of every pair of a prepared batch.
+    pub fn reference_logps(&self, batch: &[Item<'_, EncodedPair>]) -> Vec<[f32; 2]> {
+        batch
+            .iter()
+            .map(|i| self.fresh.get(&i.key).or(self.cache.get(&i.key)).copied())
+            .map(|v| v.expect("the batch was prepared: every key is cached or fresh"))
+            .collect()
+    }
+}
+
+/// Index ranges of at most one shard per thread of the rayon pool covering `0 .. n`, in order
+/// and as equal as possible (none when `n` is 0).
+pub fn shards(n: usize) -> Vec<std::ops::Range<usize>> {
+    let count = rayon::current_num_threads().clamp(1, n.max(1));
+    (0..count)
+        .map(|s| s * n / count..(s + 1) * n / count)
+        .filter(|r| !r.is_empty())
+        .collect()
 }
 
 /// Sequence log-probabilities of the chosen responses, then of the rejected ones: `[2n]`.
@@ -250,8 +309,17 @@ impl Objective for PreferenceObjective {
     type Example = EncodedPair;
     type Outputs = PreferenceOutputs;
 
-    fn forward(
-        &mut self,
+    fn prepare(&mut self, batch: &[Item<'_, EncodedPair>]) -> Result<()> {
+        self.compute_reference(batch);
+        Ok(())
+    }
+
+    fn normalizer(&self, batch: &[Item<'_, EncodedPair>]) -> f64 {
+        batch.len().max(1) as f64
+    }
+
+    fn shard_loss(
+        &self,
         model: &LlamaModel,
         batch: &[Item<'_, EncodedPair>],
     ) -> Result<(Tensor<1>, PreferenceOutputs)> {
@@ -284,7 +352,7 @@ impl Objective for PreferenceObjective {
             })
             .collect();
         let per_example = self.loss.per_example(margin, column(training_labels));
-        let loss = per_example.clone().mean();
+        let loss = per_example.clone().sum();
         let widen = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
         let outputs = PreferenceOutputs {
             policy_chosen: widen(host(chosen.detach())),

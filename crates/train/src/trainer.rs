@@ -12,13 +12,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use softalign_model::LlamaModel;
 use softalign_optim::OptimizerKind;
 
 use crate::checkpoint::{TrainerState, load_checkpoint, save_checkpoint};
 use crate::error::{Result, TrainError, setting};
 use crate::metrics::{MetricRecord, MetricsLog};
-use crate::objective::{Item, Objective};
+use crate::objective::{Item, Objective, shards};
 use crate::schedule::Schedule;
 
 /// Settings of the loop, shared by SFT and alignment.
@@ -357,7 +358,14 @@ pub fn train_loop<O: Objective>(model: LlamaModel, run: Run<'_, O>) -> Result<Lo
 }
 
 /// The gradients of optimizer step `step`: `grad_accum` micro-batches of `batch_size` examples
-/// each, each loss divided by `grad_accum` so the sum is the mean over the step's examples.
+/// each, whose summed losses are divided by the step's normaliser, so the gradient is that of the
+/// mean over the step's examples.
+///
+/// A micro-batch is split into one shard per thread ([`crate::objective::shards`]); each shard
+/// runs forward and backward on its own replica of the model (`valid().train()`: the same
+/// weights and parameter ids, a separate autodiff graph), so the element-wise work of the shards
+/// runs in parallel as well as the matrix products. The shards' gradients are added in shard
+/// order, so a step is deterministic for a given thread count.
 fn step_gradients<O: Objective>(
     model: &LlamaModel,
     objective: &mut O,
@@ -366,8 +374,7 @@ fn step_gradients<O: Objective>(
     step: usize,
 ) -> Result<(GradientsParams, O::Outputs)> {
     let mut outputs = O::Outputs::default();
-    let mut accumulator = GradientsAccumulator::<LlamaModel>::new();
-    let mut single = None;
+    let mut all_grads = Vec::new();
     for micro in 0..settings.grad_accum {
         let first = (step * settings.grad_accum + micro) * settings.batch_size;
         let items: Vec<Item<'_, O::Example>> = (first..first + settings.batch_size)
@@ -379,21 +386,38 @@ fn step_gradients<O: Objective>(
                 }
             })
             .collect();
-        let (loss, more) = objective.forward(model, &items)?;
-        O::absorb(&mut outputs, more);
-        let loss = if settings.grad_accum > 1 {
-            loss.div_scalar(settings.grad_accum as f64)
-        } else {
-            loss
-        };
-        let grads = GradientsParams::from_grads(loss.backward(), model);
-        if settings.grad_accum == 1 {
-            single = Some(grads);
-        } else {
-            accumulator.accumulate(model, grads);
+        objective.prepare(&items)?;
+        let divisor = objective.normalizer(&items) * settings.grad_accum as f64;
+        let shards = shards(items.len());
+        let objective = &*objective;
+        let results: Vec<Result<(GradientsParams, O::Outputs)>> = shards
+            .par_iter()
+            .map(|range| {
+                let replica = if shards.len() > 1 {
+                    model.valid().train()
+                } else {
+                    model.clone()
+                };
+                let (sum, more) = objective.shard_loss(&replica, &items[range.clone()])?;
+                let loss = sum.div_scalar(divisor);
+                Ok((GradientsParams::from_grads(loss.backward(), &replica), more))
+            })
+            .collect();
+        for result in results {
+            let (grads, more) = result?;
+            O::absorb(&mut outputs, more);
+            all_grads.push(grads);
         }
     }
-    let grads = single.unwrap_or_else(|| accumulator.grads());
+    let grads = if all_grads.len() == 1 {
+        all_grads.pop().expect("one")
+    } else {
+        let mut accumulator = GradientsAccumulator::<LlamaModel>::new();
+        for grads in all_grads {
+            accumulator.accumulate(model, grads);
+        }
+        accumulator.grads()
+    };
     Ok((grads, outputs))
 }
 

@@ -121,16 +121,28 @@ impl<O: Objective> Objective for StopAfter<O> {
     type Example = O::Example;
     type Outputs = O::Outputs;
 
+    fn prepare(&mut self, batch: &[Item<'_, O::Example>]) -> Result<()> {
+        self.inner.prepare(batch)
+    }
+    fn shard_loss(
+        &self,
+        model: &LlamaModel,
+        shard: &[Item<'_, O::Example>],
+    ) -> Result<(Tensor<1>, O::Outputs)> {
+        self.inner.shard_loss(model, shard)
+    }
+    fn normalizer(&self, batch: &[Item<'_, O::Example>]) -> f64 {
+        // The loop asks once per training micro-batch (evaluation goes through `forward`).
+        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.after {
+            self.flag.store(true, Ordering::SeqCst);
+        }
+        self.inner.normalizer(batch)
+    }
     fn forward(
         &mut self,
         model: &LlamaModel,
         batch: &[Item<'_, O::Example>],
     ) -> Result<(Tensor<1>, O::Outputs)> {
-        if model.embed_tokens.val().is_autodiff()
-            && self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.after
-        {
-            self.flag.store(true, Ordering::SeqCst);
-        }
         self.inner.forward(model, batch)
     }
     fn absorb(outputs: &mut O::Outputs, more: O::Outputs) {
@@ -366,4 +378,84 @@ fn resuming_from_nothing_is_a_clear_error() {
     let error = find_checkpoint(&out).unwrap_err().to_string();
     assert!(error.contains("cannot resume"), "{error}");
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// Runs three GDPO steps on a rayon pool of `threads` threads and returns the first step's
+/// training loss and the final weights.
+fn sharded_run(threads: usize, sft: bool) -> (f64, Vec<f32>) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let out = temp_dir(&format!("shards-{threads}-{sft}"));
+        let mut s = settings(&out, 3);
+        s.eval_every = 0;
+        let outcome = if sft {
+            let data = sft_data(50);
+            train_loop(
+                fresh_model(),
+                Run {
+                    objective: &mut SftObjective { pad_id: PAD_ID },
+                    train: &data,
+                    eval: &[],
+                    settings: &s,
+                    resume: None,
+                    stop: None,
+                },
+            )
+        } else {
+            let data = pair_data(40);
+            let reference = fresh_model();
+            let mut objective = PreferenceObjective::new(
+                PrefLoss::gdpo(),
+                &reference,
+                ReferenceMode::OnTheFly,
+                PAD_ID,
+            );
+            train_loop(
+                reference,
+                Run {
+                    objective: &mut objective,
+                    train: &data,
+                    eval: &[],
+                    settings: &s,
+                    resume: None,
+                    stop: None,
+                },
+            )
+        }
+        .unwrap();
+        std::fs::remove_dir_all(&out).unwrap();
+        let first = outcome.history.iter().find(|r| r.split == "train").unwrap();
+        let weights = weights(&outcome.model)
+            .into_iter()
+            .map(f32::from_bits)
+            .collect();
+        (first.get("loss").unwrap(), weights)
+    })
+}
+
+#[test]
+fn a_batch_split_into_shards_on_threads_trains_like_one_pass() {
+    // Each micro-batch of 4 runs as 3 shards (2 + 1 + 1 examples) on 3 threads, each on its own
+    // model replica; the summed, normalised shard losses must give the single pass's loss and
+    // gradients (up to float rounding), for the per-pair mean (GDPO) and the per-token mean (SFT).
+    for sft in [false, true] {
+        let (loss_1, weights_1) = sharded_run(1, sft);
+        let (loss_3, weights_3) = sharded_run(3, sft);
+        assert!(
+            (loss_1 - loss_3).abs() <= 1e-5 * loss_1.abs().max(1.0),
+            "sft {sft}: first loss {loss_1} on 1 thread vs {loss_3} on 3"
+        );
+        let worst = weights_1
+            .iter()
+            .zip(&weights_3)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst < 1e-4,
+            "sft {sft}: weights differ by {worst} after 3 steps"
+        );
+    }
 }
