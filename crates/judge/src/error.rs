@@ -47,12 +47,12 @@ pub enum JudgeError {
         problem: String,
     },
     /// Reading or writing a file failed.
-    #[error("{path}: {source}", path = path.display())]
+    #[error("{path}: {cause}", path = path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
         /// The operating-system error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A figure could not be drawn.
     #[error("{path}: cannot draw figure: {message}", path = path.display())]
@@ -91,9 +91,9 @@ pub type Result<T, E = JudgeError> = std::result::Result<T, E>;
 
 /// Maps an I/O error to [`JudgeError::Io`] naming `path`.
 pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> JudgeError + '_ {
-    move |source| JudgeError::Io {
+    move |cause| JudgeError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

@@ -4,6 +4,7 @@
 //! intervals; and, given a reference model, the preference-classification accuracy of the
 //! model's implicit reward `σ(β δ)` on the file's labelled pairs.
 
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -195,16 +196,20 @@ pub fn greedy_responses(
         stop_tokens: model.stop_tokens(encoder.uses_chat_template()),
     };
     let progress = bar(settings.progress, pairs.len(), label);
-    let mut responses = Vec::with_capacity(pairs.len());
-    for pair in pairs {
-        let mut ids = encoder.prompt_ids(&pair.prompt)?;
-        if ids.len() > settings.max_prompt_tokens {
-            ids.drain(..ids.len() - settings.max_prompt_tokens);
-        }
-        let tokens = generate(&model.model, &ids, &config, |_| Ok(true))?;
-        responses.push(model.tokenizer.decode(&tokens, true)?.trim().to_string());
-        progress.inc(1);
-    }
+    // Prompts are independent: decoded concurrently (one per thread), collected in order.
+    let responses = pairs
+        .par_iter()
+        .map(|pair| {
+            let mut ids = encoder.prompt_ids(&pair.prompt)?;
+            if ids.len() > settings.max_prompt_tokens {
+                ids.drain(..ids.len() - settings.max_prompt_tokens);
+            }
+            let tokens = generate(&model.model, &ids, &config, |_| Ok(true))?;
+            let text = model.tokenizer.decode(&tokens, true)?.trim().to_string();
+            progress.inc(1);
+            Ok(text)
+        })
+        .collect::<Result<Vec<_>>>()?;
     progress.finish_and_clear();
     Ok(responses)
 }

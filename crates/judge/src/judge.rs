@@ -12,6 +12,7 @@
 //! with the bare prompt form the context; everything after it is scored for each answer. Tokens
 //! both answers share contribute equally to both scores and cancel in the softmax.
 
+use rayon::prelude::*;
 use std::path::Path;
 
 use burn::module::Module;
@@ -335,8 +336,9 @@ impl Judge {
             prompts.push(self.prompt_text(&context, item.second, item.first)?);
         }
         let scores = if self.settings.batch_size == 1 {
+            // Each prompt (both orders of each pair) on its own KV cache, one per thread.
             prompts
-                .iter()
+                .par_iter()
                 .map(|p| self.answer_scores(p))
                 .collect::<Result<Vec<_>>>()?
         } else {

@@ -186,11 +186,10 @@ pub fn load_checkpoint(
 ) -> Result<(LlamaModel, ModuleOptimizer, TrainerState)> {
     let path = dir.join(TRAINER_STATE_FILE);
     let bytes = std::fs::read(&path).map_err(io_error(&path))?;
-    let state: TrainerState =
-        serde_json::from_slice(&bytes).map_err(|source| TrainError::Json {
-            path: path.clone(),
-            source,
-        })?;
+    let state: TrainerState = serde_json::from_slice(&bytes).map_err(|cause| TrainError::Json {
+        path: path.clone(),
+        cause,
+    })?;
     let (model, optim) = load_training_state(dir, model, optim)?;
     Ok((model, optim, state))
 }

@@ -38,20 +38,20 @@ pub enum TrainError {
         problems: Vec<String>,
     },
     /// Reading or writing a file failed.
-    #[error("{path}: {source}", path = path.display())]
+    #[error("{path}: {cause}", path = path.display())]
     Io {
         /// The file or folder.
         path: PathBuf,
         /// The operating-system error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A JSON file the trainer wrote (trainer state, reference cache) does not parse.
-    #[error("{path}: invalid json: {source}", path = path.display())]
+    #[error("{path}: invalid json: {cause}", path = path.display())]
     Json {
         /// The file.
         path: PathBuf,
         /// The parser's error.
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     /// A checkpoint to resume from is missing or unusable.
     #[error("{path}: cannot resume: {problem}", path = path.display())]
@@ -96,9 +96,9 @@ pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 
 /// Maps an I/O error to [`TrainError::Io`] naming `path`.
 pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
+    move |cause| TrainError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

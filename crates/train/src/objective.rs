@@ -437,9 +437,9 @@ impl Objective for PreferenceObjective {
         }
         let bytes = std::fs::read(&path).map_err(io_error(&path))?;
         let cached: CachedLogps =
-            serde_json::from_slice(&bytes).map_err(|source| TrainError::Json {
+            serde_json::from_slice(&bytes).map_err(|cause| TrainError::Json {
                 path: path.clone(),
-                source,
+                cause,
             })?;
         self.cache = cached
             .entries
