@@ -2,30 +2,15 @@
 //! exit status 2), bad flags and config keys (one line, exit 2), and a tiny model aligned,
 //! checkpointed, resumed bitwise and exported in Hugging Face layout.
 
+mod common;
+
+use common::{dir, softalign, stderr};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use burn::module::Module;
 use burn::tensor::Device;
 use softalign_train::demo::{seeded_model, task};
-
-fn dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("softalign-align-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn softalign(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_softalign"))
-        .args(args)
-        .output()
-        .expect("the softalign binary runs")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8(output.stderr.clone()).unwrap()
-}
 
 fn s(path: &Path) -> &str {
     path.to_str().unwrap()
@@ -33,7 +18,7 @@ fn s(path: &Path) -> &str {
 
 #[test]
 fn strict_mode_reports_every_bad_record_and_exits_2() {
-    let dir = dir("strict");
+    let dir = dir("align-strict");
     let data = dir.join("bad.jsonl");
     std::fs::write(
         &data,
@@ -73,7 +58,7 @@ fn strict_mode_reports_every_bad_record_and_exits_2() {
 
 #[test]
 fn bad_flags_and_config_keys_are_one_line_errors_with_status_2() {
-    let dir = dir("flags");
+    let dir = dir("align-flags");
     let common = ["align", "--model", "m", "--data", "d.jsonl", "--out"];
     let out = dir.join("out");
     for (extra, expect) in [
@@ -120,7 +105,7 @@ fn tiny_model(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_tiny_model_aligns_resumes_bitwise_and_exports() {
-    let dir = dir("tiny");
+    let dir = dir("align-tiny");
     let model = tiny_model(&dir);
     let data = dir.join("pairs.jsonl");
     let mut lines = String::new();

@@ -1,30 +1,20 @@
 //! `softalign label`, `eval` and `align --online`: a real run on the golden tiny Llama, and one
 //! error line with exit status 2 for bad input.
 
+mod common;
+
+use common::{dir, softalign, stderr};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn golden() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden/hf-tiny-llama")
 }
 
-fn dir(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("softalign-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn softalign(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_softalign"))
-        .args(args)
-        .output()
-        .expect("the softalign binary runs")
-}
-
 fn error_line(output: &Output) -> String {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
-    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
+    let stderr = stderr(output);
     let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     errors[0].to_string()

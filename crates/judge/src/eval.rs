@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::{Device, TensorData};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use softalign_data::{Format, LoadOptions, PreferencePair, ValidationPolicy};
 use softalign_model::{GenerationConfig, LlamaModel, Pretrained, Sampling, generate};
 use softalign_pref::{preference_accuracy, preference_margin, sequence_logps};
 use softalign_train::encode::Encoder;
+use softalign_train::progress_bar;
 use softalign_train::{PromptTemplate, SequenceBatch, Truncation};
 
 use crate::error::{Result, setting};
@@ -155,20 +155,6 @@ pub struct EvalReport {
     pub judge_seconds: f64,
 }
 
-fn bar(enabled: bool, total: usize, what: &str) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{what} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}}, {{per_sec}}, eta {{eta}}"
-        ))
-        .expect("the template is valid"),
-    );
-    bar
-}
-
 /// Greedy responses of `model` to the prompts of `pairs`: the prompt rendered by the model's
 /// chat template (per `settings.template`), cut to its last `max_prompt_tokens` tokens, decoded
 /// until end of turn or `max_new_tokens`.
@@ -195,7 +181,7 @@ pub fn greedy_responses(
         seed: 0,
         stop_tokens: model.stop_tokens(encoder.uses_chat_template()),
     };
-    let progress = bar(settings.progress, pairs.len(), label);
+    let progress = progress_bar(settings.progress, label, "", pairs.len(), 0);
     // Prompts are independent: decoded concurrently (one per thread), collected in order.
     let responses = pairs
         .par_iter()
@@ -268,14 +254,8 @@ pub fn reward_accuracy(
         .iter()
         .map(|p| encoder.pair(p))
         .collect::<softalign_train::Result<Vec<_>>>()?;
-    let pad = policy
-        .model
-        .config
-        .eos_token_ids
-        .first()
-        .copied()
-        .unwrap_or(0);
-    let progress = bar(settings.progress, 2, "implicit reward");
+    let pad = policy.model.config.pad_token_id();
+    let progress = progress_bar(settings.progress, "implicit reward", "", 2, 0);
     let policy_logps = pair_logps(&policy.model, &encoded, pad);
     progress.inc(1);
     let reference_logps = pair_logps(reference, &encoded, pad);
@@ -315,7 +295,7 @@ pub fn judge_responses(
     opponents: &[String],
     settings: &EvalSettings,
 ) -> Result<Vec<EvalRecord>> {
-    let progress = bar(settings.progress, pairs.len(), "judge");
+    let progress = progress_bar(settings.progress, "judge", "", pairs.len(), 0);
     let mut records = Vec::with_capacity(pairs.len());
     let batch = judge.settings().batch_size;
     for (c, chunk) in pairs.chunks(batch).enumerate() {
@@ -430,22 +410,19 @@ impl EvalReport {
                 "{:<22} {:>8} {:>18} {:>6}",
                 "metric", "value", "95% interval", "n"
             ));
-            lines.push(format!(
-                "{:<22} {:>7.1}% {:>8.1}% – {:>5.1}% {:>6}",
-                "binary win rate",
-                100.0 * w.binary.value,
-                100.0 * w.binary.low,
-                100.0 * w.binary.high,
-                w.n
-            ));
-            lines.push(format!(
-                "{:<22} {:>7.1}% {:>8.1}% – {:>5.1}% {:>6}",
-                "percentage win rate",
-                100.0 * w.percentage.value,
-                100.0 * w.percentage.low,
-                100.0 * w.percentage.high,
-                w.n
-            ));
+            for (name, e) in [
+                ("binary win rate", &w.binary),
+                ("percentage win rate", &w.percentage),
+            ] {
+                lines.push(format!(
+                    "{:<22} {:>7.1}% {:>8.1}% – {:>5.1}% {:>6}",
+                    name,
+                    100.0 * e.value,
+                    100.0 * e.low,
+                    100.0 * e.high,
+                    w.n
+                ));
+            }
             lines.push(format!(
                 "{:<22} {:>8} of {} (p̂ = ½, counted as wins); identical responses: {}",
                 "ties", w.ties, w.n, self.identical_responses

@@ -309,13 +309,7 @@ impl Judge {
         let sequences = rows
             .iter()
             .flat_map(|(c, a, b)| [(c.as_slice(), a.as_slice()), (c.as_slice(), b.as_slice())]);
-        let pad = self
-            .model
-            .config
-            .eos_token_ids
-            .first()
-            .copied()
-            .unwrap_or(0);
+        let pad = self.model.config.pad_token_id();
         let batch = SequenceBatch::new(sequences, pad);
         let tokens = batch.token_tensor(&device);
         let logits = self.model.forward(tokens.clone());

@@ -20,13 +20,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::Value;
 use softalign_data::{
     Format, LabelHistogram, LoadOptions, PreferencePair, Prompt, Role, ValidationPolicy,
 };
 use softalign_plot::{Bars, Figure, Panel};
+use softalign_train::progress_bar;
 
 use crate::error::{JudgeError, Result, io_error};
 use crate::judge::{Judge, JudgeItem, Judgement};
@@ -273,22 +273,6 @@ fn read_earlier(path: &Path, pairs: &[PreferencePair]) -> Result<Vec<Written>> {
     Ok(written)
 }
 
-fn progress_bar(enabled: bool, total: usize, start: usize) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "label [{elapsed_precise}] {wide_bar} {pos}/{len} pairs, {per_sec}, eta {eta} {msg}",
-        )
-        .expect("the template is valid"),
-    );
-    bar.set_position(start as u64);
-    bar.reset_eta();
-    bar
-}
-
 /// Labels `settings.data` with `judge` into `settings.out` (see the module documentation).
 /// `stop` (e.g. set by Ctrl-C) ends the run after the current batch, leaving `OUT.partial` to
 /// resume from.
@@ -326,7 +310,7 @@ pub fn label_file(
         .append(true)
         .open(&partial)
         .map_err(io_error(&partial))?;
-    let bar = progress_bar(settings.progress, pairs.len(), resumed);
+    let bar = progress_bar(settings.progress, "label", "pairs", pairs.len(), resumed);
     let mut interrupted = false;
     for chunk in pairs[resumed..].chunks(judge.settings().batch_size) {
         if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {

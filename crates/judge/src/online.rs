@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -29,6 +28,7 @@ use softalign_train::demo::{pairs as demo_pairs, seeded_model, task as demo_task
 use softalign_train::encode::Encoder;
 use softalign_train::figures::write_figures;
 use softalign_train::metrics::{MetricRecord, MetricsLog};
+use softalign_train::progress_bar;
 use softalign_train::{
     EncodedExample, EncodedPair, Item, LoopSettings, Objective, PreferenceObjective,
     PromptTemplate, ReferenceMode, Run, Schedule, SftObjective, Truncation, clip_global_grad_norm,
@@ -202,20 +202,6 @@ fn sample_seed(seed: u64, step: usize, j: usize, k: usize) -> u64 {
     x
 }
 
-fn progress_bar(enabled: bool, total: usize, label: &str) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{label} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} steps, {{per_sec}}, eta {{eta}} {{msg}}"
-        ))
-        .expect("the template is valid"),
-    );
-    bar
-}
-
 /// Self-preference labels `σ(β δ)` of `pairs` (first, second) under `policy` and `reference`.
 fn self_labels(
     objective: &mut PreferenceObjective,
@@ -254,7 +240,7 @@ pub fn run_online(
     let started = Instant::now();
     let out = &settings.out_dir;
     std::fs::create_dir_all(out).map_err(io_error(out))?;
-    let pad = reference.config.eos_token_ids.first().copied().unwrap_or(0);
+    let pad = reference.config.pad_token_id();
     let mut objective =
         PreferenceObjective::new(settings.loss, reference, ReferenceMode::OnTheFly, pad);
     let sampling = Sampling::new(settings.temperature, settings.top_p, None)?;
@@ -293,7 +279,13 @@ pub fn run_online(
         };
     record_eval(&model, 0, &mut history, &mut log)?;
 
-    let bar = progress_bar(settings.progress, settings.steps, settings.loss.name());
+    let bar = progress_bar(
+        settings.progress,
+        settings.loss.name(),
+        "steps",
+        settings.steps,
+        0,
+    );
     let mut model = model;
     let (mut trained, mut skipped, mut done, mut interrupted) = (0usize, 0usize, 0usize, false);
     for step in 0..settings.steps {

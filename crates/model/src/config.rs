@@ -40,6 +40,12 @@ pub struct LlamaConfig {
 }
 
 impl LlamaConfig {
+    /// The id that pads batched sequences: the first end-of-sequence token, or 0. Padded positions
+    /// are masked out, so any id works; an EOS id keeps the padding inside the vocabulary.
+    pub fn pad_token_id(&self) -> u32 {
+        self.eos_token_ids.first().copied().unwrap_or(0)
+    }
+
     /// The SmolLM2-135M shape (30 blocks, width 576, FFN 1536, 9/3 heads, vocabulary 49,152, tied).
     pub fn smollm2_135m() -> Self {
         Self {

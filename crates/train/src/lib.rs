@@ -23,6 +23,7 @@ pub mod figures;
 pub mod metrics;
 pub mod objective;
 mod pipeline;
+mod progress;
 mod schedule;
 pub mod sequence;
 pub mod sft_data;
@@ -37,6 +38,7 @@ pub use objective::{
 pub use pipeline::{
     AlignSettings, MODEL_DIR, RunReport, TrainSettings, config_path, run_align, run_sft,
 };
+pub use progress::progress_bar;
 pub use schedule::Schedule;
 pub use sequence::{EncodedExample, EncodedPair, SequenceBatch, Truncation};
 pub use trainer::{

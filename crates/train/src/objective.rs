@@ -116,7 +116,9 @@ impl Objective for SftObjective {
     type Outputs = SftOutputs;
 
     fn normalizer(&self, batch: &[Item<'_, EncodedExample>]) -> f64 {
-        sft_batch(batch, self.pad_id).response_tokens().max(1) as f64
+        // The response tokens of the batch, as `SequenceBatch::response_tokens` counts them.
+        let tokens: usize = batch.iter().map(|i| i.example.response.len()).sum();
+        tokens.max(1) as f64
     }
 
     fn shard_loss(
@@ -125,7 +127,12 @@ impl Objective for SftObjective {
         batch: &[Item<'_, EncodedExample>],
     ) -> Result<(Tensor<1>, SftOutputs)> {
         let device = model.embed_tokens.val().device();
-        let sequences = sft_batch(batch, self.pad_id);
+        let sequences = SequenceBatch::new(
+            batch
+                .iter()
+                .map(|i| (i.example.prompt.as_slice(), i.example.response.as_slice())),
+            self.pad_id,
+        );
         let tokens = sequences.token_tensor(&device);
         let logits = model.forward(tokens.clone());
         let logps = next_token_logps(logits, tokens);
@@ -161,16 +168,6 @@ impl Objective for SftObjective {
     fn metric_names(&self) -> Vec<&'static str> {
         vec!["loss", "tokens"]
     }
-}
-
-/// The prompt + response rows of an SFT batch.
-fn sft_batch(batch: &[Item<'_, EncodedExample>], pad_id: u32) -> SequenceBatch {
-    SequenceBatch::new(
-        batch
-            .iter()
-            .map(|i| (i.example.prompt.as_slice(), i.example.response.as_slice())),
-        pad_id,
-    )
 }
 
 /// Where the reference log-probabilities come from.

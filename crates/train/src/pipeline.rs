@@ -8,7 +8,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::Device;
 use softalign_data::{Format, LoadOptions, ValidationPolicy, split_train_heldout};
-use softalign_model::{LlamaModel, Pretrained, load_pretrained, save_pretrained};
+use softalign_model::{Pretrained, load_pretrained, save_pretrained};
 use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
 
@@ -251,10 +251,6 @@ fn load_model(settings: &TrainSettings, notify: &mut dyn FnMut(&str)) -> Result<
     Ok(loaded)
 }
 
-fn pad_id(model: &LlamaModel) -> u32 {
-    model.config.eos_token_ids.first().copied().unwrap_or(0)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn finish<O: Objective>(
     settings: &TrainSettings,
@@ -392,7 +388,7 @@ pub fn run_align(
         settings.loss,
         &loaded.model,
         settings.reference,
-        pad_id(&loaded.model),
+        loaded.model.config.pad_token_id(),
     );
     finish(
         t,
@@ -461,7 +457,7 @@ pub fn run_sft(
         seconds: 0.0,
     };
     let mut objective = SftObjective {
-        pad_id: pad_id(&loaded.model),
+        pad_id: loaded.model.config.pad_token_id(),
     };
     finish(
         settings,

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::progress::progress_bar;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -271,7 +271,7 @@ pub fn train_loop<O: Objective>(model: LlamaModel, run: Run<'_, O>) -> Result<Lo
     let mut log = MetricsLog::create(&settings.out_dir, &columns, &history)?;
     let mut history = history;
 
-    let progress = progress_bar(settings, total, start);
+    let progress = progress_bar(settings.progress, &settings.label, "steps", total, start);
     let train_len = run.train.len();
     let record_eval = |model: &LlamaModel,
                        objective: &mut O,
@@ -443,20 +443,4 @@ fn save<O: Objective>(
         |dir| objective.save_state(dir),
         settings.keep_checkpoints,
     )
-}
-
-fn progress_bar(settings: &LoopSettings, total: usize, start: usize) -> ProgressBar {
-    if !settings.progress {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} steps, {per_sec}, eta {eta} {msg}",
-    )
-    .expect("the template is valid");
-    bar.set_style(style);
-    bar.set_prefix(settings.label.clone());
-    bar.set_position(start as u64);
-    bar.reset_eta();
-    bar
 }
