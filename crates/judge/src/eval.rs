@@ -11,7 +11,7 @@ use std::time::Instant;
 use burn::tensor::{Device, TensorData};
 use serde::Serialize;
 use softalign_data::{Format, LoadOptions, PreferencePair, ValidationPolicy};
-use softalign_model::{GenerationConfig, LlamaModel, Pretrained, Sampling, generate};
+use softalign_model::{GenerationConfig, CausalLm, Pretrained, Sampling, generate};
 use softalign_pref::{preference_accuracy, preference_margin, sequence_logps};
 use softalign_train::encode::Encoder;
 use softalign_train::progress_bar;
@@ -202,7 +202,7 @@ pub fn greedy_responses(
 
 /// Sequence log-probabilities `[chosen, rejected]` of each encoded pair under `model`.
 fn pair_logps(
-    model: &LlamaModel,
+    model: &CausalLm,
     pairs: &[softalign_train::EncodedPair],
     pad: u32,
 ) -> Vec<[f64; 2]> {
@@ -235,7 +235,7 @@ fn pair_logps(
 /// the labelled `pairs` (both models share the policy's tokenizer).
 pub fn reward_accuracy(
     policy: &Pretrained,
-    reference: &LlamaModel,
+    reference: &CausalLm,
     pairs: &[PreferencePair],
     settings: &EvalSettings,
 ) -> Result<RewardAccuracy> {
@@ -341,7 +341,7 @@ pub fn evaluate(
     model: &Pretrained,
     opponent: Opponent<'_>,
     judge: Option<(&Judge, &Path)>,
-    reference: Option<&LlamaModel>,
+    reference: Option<&CausalLm>,
     settings: &EvalSettings,
 ) -> Result<EvalReport> {
     settings.validate()?;

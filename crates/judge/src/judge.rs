@@ -18,7 +18,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 use softalign_data::{Prompt, Role};
-use softalign_model::{ChatMessage, KvCache, LlamaModel, Pretrained, TextTokenizer};
+use softalign_model::{ChatMessage, KvCache, CausalLm, Pretrained, TextTokenizer};
 use softalign_pref::sequence_logps;
 use softalign_train::SequenceBatch;
 
@@ -136,7 +136,7 @@ pub struct JudgeItem<'a> {
 /// A judge model with its tokenizer, template and settings.
 #[derive(Debug)]
 pub struct Judge {
-    model: LlamaModel,
+    model: CausalLm,
     tokenizer: TextTokenizer,
     template: JudgeTemplate,
     settings: JudgeSettings,

@@ -20,7 +20,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use softalign_data::Prompt;
 use softalign_model::{
-    GenerationConfig, LlamaModel, Pretrained, Sampling, TextTokenizer, generate, save_pretrained,
+    GenerationConfig, CausalLm, Pretrained, Sampling, TextTokenizer, generate, save_pretrained,
 };
 use softalign_optim::OptimizerKind;
 use softalign_pref::{PrefLoss, orient_pair, sigmoid};
@@ -72,7 +72,7 @@ pub trait OnlineTask {
     /// A response of `policy` (in inference mode) to training prompt `index`.
     fn sample(
         &self,
-        policy: &LlamaModel,
+        policy: &CausalLm,
         index: usize,
         sampling: Sampling,
         seed: u64,
@@ -102,11 +102,11 @@ pub trait OnlineTask {
         None
     }
     /// Held-out metrics of `policy` (in inference mode), logged as an `eval` record.
-    fn evaluate(&self, _policy: &LlamaModel) -> Result<Vec<(&'static str, f64)>> {
+    fn evaluate(&self, _policy: &CausalLm) -> Result<Vec<(&'static str, f64)>> {
         Ok(Vec::new())
     }
     /// Saves the trained policy.
-    fn save(&self, policy: &LlamaModel, dir: &Path) -> Result<()>;
+    fn save(&self, policy: &CausalLm, dir: &Path) -> Result<()>;
 }
 
 /// Settings of an online run.
@@ -205,7 +205,7 @@ fn sample_seed(seed: u64, step: usize, j: usize, k: usize) -> u64 {
 /// Self-preference labels `σ(β δ)` of `pairs` (first, second) under `policy` and `reference`.
 fn self_labels(
     objective: &mut PreferenceObjective,
-    policy: &LlamaModel,
+    policy: &CausalLm,
     pairs: &[EncodedPair],
 ) -> Result<Vec<f64>> {
     let items: Vec<Item<'_, EncodedPair>> = pairs
@@ -226,8 +226,8 @@ fn self_labels(
 
 /// Runs online alignment of `model` (on an autodiff device) against the frozen `reference`.
 pub fn run_online(
-    model: LlamaModel,
-    reference: &LlamaModel,
+    model: CausalLm,
+    reference: &CausalLm,
     task: &dyn OnlineTask,
     settings: &OnlineSettings,
     stop: Option<&AtomicBool>,
@@ -268,7 +268,7 @@ pub fn run_online(
     let mut log = MetricsLog::create(out, &columns, &[])?;
     let mut history = Vec::new();
     let record_eval =
-        |model: &LlamaModel, step: usize, history: &mut Vec<MetricRecord>, log: &mut MetricsLog| {
+        |model: &CausalLm, step: usize, history: &mut Vec<MetricRecord>, log: &mut MetricsLog| {
             let metrics = task.evaluate(&model.valid())?;
             if !metrics.is_empty() {
                 let record = MetricRecord::new(step, "eval", metrics);
@@ -486,7 +486,7 @@ impl OnlineTask for PromptTask<'_> {
 
     fn sample(
         &self,
-        policy: &LlamaModel,
+        policy: &CausalLm,
         index: usize,
         sampling: Sampling,
         seed: u64,
@@ -542,7 +542,7 @@ impl OnlineTask for PromptTask<'_> {
             .collect())
     }
 
-    fn save(&self, policy: &LlamaModel, dir: &Path) -> Result<()> {
+    fn save(&self, policy: &CausalLm, dir: &Path) -> Result<()> {
         Ok(save_pretrained(policy, self.tokenizer, dir)?)
     }
 }
@@ -588,7 +588,7 @@ pub struct DemoReferenceSettings {
 impl DemoTask {
     /// Trains the demo's SFT reference (as `softalign align` with no data does) and returns it
     /// (on the autodiff device) with the task.
-    pub fn with_reference(settings: &DemoReferenceSettings) -> Result<(Self, LlamaModel)> {
+    pub fn with_reference(settings: &DemoReferenceSettings) -> Result<(Self, CausalLm)> {
         let tokenizer = demo_task::tokenizer()?;
         let device = burn::tensor::Device::default().autodiff();
         let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
@@ -664,7 +664,7 @@ impl OnlineTask for DemoTask {
 
     fn sample(
         &self,
-        policy: &LlamaModel,
+        policy: &CausalLm,
         index: usize,
         sampling: Sampling,
         seed: u64,
@@ -707,7 +707,7 @@ impl OnlineTask for DemoTask {
         Some(demo_task::true_reward(&self.train[index], response))
     }
 
-    fn evaluate(&self, policy: &LlamaModel) -> Result<Vec<(&'static str, f64)>> {
+    fn evaluate(&self, policy: &CausalLm) -> Result<Vec<(&'static str, f64)>> {
         let mut total = 0.0;
         let mut exact = 0usize;
         for prompt in &self.heldout {
@@ -724,7 +724,7 @@ impl OnlineTask for DemoTask {
         ])
     }
 
-    fn save(&self, policy: &LlamaModel, dir: &Path) -> Result<()> {
+    fn save(&self, policy: &CausalLm, dir: &Path) -> Result<()> {
         Ok(save_pretrained(policy, &self.tokenizer, dir)?)
     }
 }

@@ -24,16 +24,16 @@ use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use softalign_model::{LlamaConfig, LlamaModel, next_token_logps};
+use softalign_model::{ModelConfig, CausalLm, next_token_logps};
 
 const SEQUENCES: usize = 4;
 const LENGTH: usize = 256;
 const BETA: f64 = 0.1;
 
 /// Summed next-token log-probability of each sequence, `[sequences]`: through
-/// [`LlamaModel::next_token_logps`] (head on the predicting positions only), or with
-/// `full_logits` through the full `[batch, time, vocab]` logits of [`LlamaModel::forward`].
-fn sequence_logps(model: &LlamaModel, tokens: Tensor<2, Int>, full_logits: bool) -> Tensor<1> {
+/// [`CausalLm::next_token_logps`] (head on the predicting positions only), or with
+/// `full_logits` through the full `[batch, time, vocab]` logits of [`CausalLm::forward`].
+fn sequence_logps(model: &CausalLm, tokens: Tensor<2, Int>, full_logits: bool) -> Tensor<1> {
     let logps = if full_logits {
         next_token_logps(model.forward(tokens.clone()), tokens)
     } else {
@@ -62,10 +62,10 @@ fn main() {
         .max(1);
     let full_logits = std::env::args().skip(2).any(|a| a == "full-logits");
     let one_pass = std::env::args().skip(2).any(|a| a == "one-pass");
-    let config = LlamaConfig::smollm2_135m();
+    let config = ModelConfig::smollm2_135m();
     let device = Device::default().autodiff();
     device.seed(0);
-    let mut policy = LlamaModel::init(&config, &device);
+    let mut policy = CausalLm::init(&config, &device);
     let reference = policy.valid();
     eprintln!(
         "model: {} parameters; batch {SEQUENCES} × {LENGTH} tokens; {} threads",

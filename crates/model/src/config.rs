@@ -10,7 +10,7 @@ use crate::error::{ModelError, Result};
 /// The shape of a Llama-family decoder: RMSNorm, rotary embeddings, grouped-query attention,
 /// SwiGLU MLP, tied or untied output head.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LlamaConfig {
+pub struct ModelConfig {
     /// Number of tokens in the vocabulary (rows of the embedding).
     pub vocab_size: usize,
     /// Width of the residual stream.
@@ -39,7 +39,7 @@ pub struct LlamaConfig {
     pub eos_token_ids: Vec<u32>,
 }
 
-impl LlamaConfig {
+impl ModelConfig {
     /// The id that pads batched sequences: the first end-of-sequence token, or 0. Padded positions
     /// are masked out, so any id works; an EOS id keeps the padding inside the vocabulary.
     pub fn pad_token_id(&self) -> u32 {
@@ -311,7 +311,7 @@ fn rope_theta(object: &Map<String, Value>) -> std::result::Result<f64, (String, 
         check_type("rope_scaling", params)?;
     }
     match object.get("rope_theta") {
-        // transformers' LlamaConfig default.
+        // transformers' ModelConfig default.
         None | Some(Value::Null) => Ok(10_000.0),
         Some(v) => v
             .as_f64()
@@ -323,8 +323,8 @@ fn rope_theta(object: &Map<String, Value>) -> std::result::Result<f64, (String, 
 mod tests {
     use super::*;
 
-    fn parse(value: Value) -> Result<LlamaConfig> {
-        LlamaConfig::from_hf_json(&value, Path::new("config.json"))
+    fn parse(value: Value) -> Result<ModelConfig> {
+        ModelConfig::from_hf_json(&value, Path::new("config.json"))
     }
 
     fn base() -> Value {
@@ -359,7 +359,7 @@ mod tests {
 
     #[test]
     fn written_config_reads_back_identically() {
-        let c = LlamaConfig::smollm2_135m();
+        let c = ModelConfig::smollm2_135m();
         let back = parse(c.to_hf_json()).unwrap();
         assert_eq!(back, c);
     }

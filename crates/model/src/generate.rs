@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{ModelError, Result};
-use crate::model::{KvCache, LlamaModel};
+use crate::model::{KvCache, CausalLm};
 use crate::tokenizer::TextTokenizer;
 
 /// How the next token is chosen from the logits.
@@ -128,7 +128,7 @@ pub fn sample_token(logits: &[f32], sampling: Sampling, rng: &mut impl Rng) -> u
 /// new token as soon as it is chosen (return `false` to stop early). Returns the new tokens,
 /// without the stop token.
 pub fn generate(
-    model: &LlamaModel,
+    model: &CausalLm,
     prompt: &[u32],
     config: &GenerationConfig,
     mut on_token: impl FnMut(u32) -> Result<bool>,

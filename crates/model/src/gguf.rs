@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::LlamaConfig;
+use crate::config::ModelConfig;
 use crate::error::{ModelError, Result, io_error};
 use crate::tokenizer::GgufVocabulary;
 use crate::weights::{HostTensor, WeightMap};
@@ -401,7 +401,7 @@ impl GgufFile {
     }
 
     /// The model configuration from the `llama.*` metadata.
-    pub fn llama_config(&self) -> Result<LlamaConfig> {
+    pub fn model_config(&self) -> Result<ModelConfig> {
         let arch = self.meta_str("general.architecture").unwrap_or("llama");
         if arch != "llama" {
             return Err(self.bad(format!(
@@ -435,7 +435,7 @@ impl GgufFile {
         };
         let token =
             |key: &str| -> Result<Option<u32>> { Ok(self.meta_usize(key)?.map(|n| n as u32)) };
-        let config = LlamaConfig {
+        let config = ModelConfig {
             vocab_size,
             hidden_size,
             intermediate_size: required("llama.feed_forward_length")?,
@@ -511,7 +511,7 @@ impl GgufFile {
     /// The weights under Hugging Face names and layout. Shapes are checked against `config`
     /// (errors name the GGUF tensor), and the Q/K rows that llama.cpp's converter interleaves for
     /// its rotary layout are put back in the half-split order.
-    pub fn llama_weights(&self, config: &LlamaConfig) -> Result<WeightMap> {
+    pub fn model_weights(&self, config: &ModelConfig) -> Result<WeightMap> {
         let (c, f, v) = (
             config.hidden_size,
             config.intermediate_size,

@@ -1,9 +1,9 @@
 //! Llama-family causal language models for burn (SmolLM2, TinyLlama, Llama 2/3-style
 //! checkpoints): the model, its weights in and out, its tokenizer, and generation.
 //!
-//! - [`LlamaModel`]: RMSNorm, rotary embeddings (half-split layout, configurable base),
-//!   grouped-query attention, SwiGLU, tied or untied head. [`LlamaModel::forward`] gives the
-//!   causal logits of whole sequences for training; [`LlamaModel::forward_cached`] decodes
+//! - [`CausalLm`]: RMSNorm, rotary embeddings (half-split layout, configurable base),
+//!   grouped-query attention, SwiGLU, tied or untied head. [`CausalLm::forward`] gives the
+//!   causal logits of whole sequences for training; [`CausalLm::forward_cached`] decodes
 //!   incrementally with a [`KvCache`].
 //! - [`load_pretrained`] reads a Hugging Face folder (`config.json`, `*.safetensors`,
 //!   `tokenizer.json`) or a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, dequantised to f32;
@@ -14,13 +14,13 @@
 //!
 //! ```
 //! use burn::tensor::{Device, Int, Tensor, TensorData};
-//! use softalign_model::{LlamaConfig, LlamaModel, next_token_logps};
+//! use softalign_model::{ModelConfig, CausalLm, next_token_logps};
 //!
-//! let config = LlamaConfig { vocab_size: 50, hidden_size: 16, intermediate_size: 24,
+//! let config = ModelConfig { vocab_size: 50, hidden_size: 16, intermediate_size: 24,
 //!     num_hidden_layers: 1, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 4,
-//!     ..LlamaConfig::smollm2_135m() };
+//!     ..ModelConfig::smollm2_135m() };
 //! let device = Device::default();
-//! let model = LlamaModel::init(&config, &device);
+//! let model = CausalLm::init(&config, &device);
 //! let tokens = Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 1, 4, 1, 5], [1, 5]), &device);
 //! let logits = model.forward(tokens.clone());
 //! assert_eq!(logits.dims(), [1, 5, 50]);
@@ -43,12 +43,12 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use serde_json::Value;
 
-pub use config::LlamaConfig;
+pub use config::ModelConfig;
 pub use error::{ModelError, Result};
 pub use generate::{GenerationConfig, Sampling, TextStream, generate, sample_token};
 pub use gguf::GgufFile;
 pub use memory::keep_freed_memory;
-pub use model::{KvCache, LlamaModel, next_token_logps, token_logps};
+pub use model::{KvCache, CausalLm, next_token_logps, token_logps};
 pub use tokenizer::{ChatFormat, ChatMessage, TextTokenizer};
 pub use weights::{HostTensor, WeightMap};
 
@@ -58,7 +58,7 @@ use error::io_error;
 #[derive(Debug)]
 pub struct Pretrained {
     /// The network.
-    pub model: LlamaModel,
+    pub model: CausalLm,
     /// Its tokenizer.
     pub tokenizer: TextTokenizer,
     /// Where it was loaded from.
@@ -117,11 +117,11 @@ pub fn load_pretrained(path: &Path, device: &Device) -> Result<Pretrained> {
 /// Loads a GGUF file: configuration and tokenizer from its metadata, weights dequantised to f32.
 pub fn load_gguf(path: &Path, device: &Device) -> Result<Pretrained> {
     let file = GgufFile::read(path)?;
-    let config = file.llama_config()?;
+    let config = file.model_config()?;
     let tokenizer = file.vocabulary()?.to_tokenizer(path)?;
-    let weights = file.llama_weights(&config)?;
+    let weights = file.model_weights(&config)?;
     drop(file);
-    let model = LlamaModel::from_weights(&config, weights, device)?;
+    let model = CausalLm::from_weights(&config, weights, device)?;
     Ok(Pretrained {
         model,
         tokenizer,
@@ -132,7 +132,7 @@ pub fn load_gguf(path: &Path, device: &Device) -> Result<Pretrained> {
 /// Loads a Hugging Face folder: `config.json`, `*.safetensors`, `tokenizer.json` (and
 /// `tokenizer_config.json`, `generation_config.json` when present).
 pub fn load_hf_folder(folder: &Path, device: &Device) -> Result<Pretrained> {
-    let mut config = LlamaConfig::from_hf_json_file(&folder.join("config.json"))?;
+    let mut config = ModelConfig::from_hf_json_file(&folder.join("config.json"))?;
     let generation = folder.join("generation_config.json");
     if generation.exists() {
         let text = std::fs::read_to_string(&generation).map_err(io_error(&generation))?;
@@ -156,7 +156,7 @@ pub fn load_hf_folder(folder: &Path, device: &Device) -> Result<Pretrained> {
     }
     let tokenizer = TextTokenizer::from_file(&folder.join("tokenizer.json"))?;
     let weights = WeightMap::read_hf_folder(folder)?;
-    let model = LlamaModel::from_weights(&config, weights, device)?;
+    let model = CausalLm::from_weights(&config, weights, device)?;
     Ok(Pretrained {
         model,
         tokenizer,
@@ -168,7 +168,7 @@ pub fn load_hf_folder(folder: &Path, device: &Device) -> Result<Pretrained> {
 /// `transformers.AutoModelForCausalLM.from_pretrained` loads: `model.safetensors` (f32),
 /// `config.json`, `generation_config.json`, `tokenizer.json`, `tokenizer_config.json`. Each file
 /// is written to a temporary name and renamed into place.
-pub fn save_pretrained(model: &LlamaModel, tokenizer: &TextTokenizer, folder: &Path) -> Result<()> {
+pub fn save_pretrained(model: &CausalLm, tokenizer: &TextTokenizer, folder: &Path) -> Result<()> {
     std::fs::create_dir_all(folder).map_err(io_error(folder))?;
     weights::write_safetensors(&folder.join("model.safetensors"), &model.to_weights())?;
     let config = &model.config;

@@ -12,7 +12,7 @@ use burn::tensor::module::{attention, embedding};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, IndexingUpdateOp, Int, Tensor, TensorData};
 
-use crate::config::LlamaConfig;
+use crate::config::ModelConfig;
 
 /// Root-mean-square normalisation with a learned gain: `x / √(mean(x²) + ε) · w`.
 #[derive(Module, Debug)]
@@ -251,7 +251,7 @@ pub struct KvCache {
 
 impl KvCache {
     /// An empty cache for `model`.
-    pub fn new(model: &LlamaModel) -> Self {
+    pub fn new(model: &CausalLm) -> Self {
         Self {
             layers: vec![None; model.layers.len()],
             len: 0,
@@ -271,7 +271,7 @@ impl KvCache {
 
 /// A Llama-family causal language model (`LlamaForCausalLM`).
 #[derive(Module, Debug)]
-pub struct LlamaModel {
+pub struct CausalLm {
     /// Token embedding, `[vocab, width]`.
     pub embed_tokens: Param<Tensor<2>>,
     /// Decoder blocks.
@@ -282,13 +282,13 @@ pub struct LlamaModel {
     pub lm_head: Option<Param<Tensor<2>>>,
     /// The shape and hyper-parameters.
     #[module(skip)]
-    pub config: LlamaConfig,
+    pub config: ModelConfig,
 }
 
-impl LlamaModel {
+impl CausalLm {
     /// A randomly initialised model (normal, σ = 0.02, as transformers initialises Llama; norm
     /// gains one). Seed the device (`device.seed(s)`) for a reproducible draw.
-    pub fn init(config: &LlamaConfig, device: &Device) -> Self {
+    pub fn init(config: &ModelConfig, device: &Device) -> Self {
         let normal = |shape: [usize; 2]| {
             Param::from_tensor(Tensor::random(
                 shape,
@@ -425,7 +425,7 @@ impl LlamaModel {
 /// gradient kept), so the vocabulary-sized work in the backward pass is one multiply.
 ///
 /// For next-token scoring pass `logits` of positions `0 .. n−1` and targets `tokens[1 ..]`; see
-/// [`next_token_logps`] and [`LlamaModel::next_token_logps`].
+/// [`next_token_logps`] and [`CausalLm::next_token_logps`].
 pub fn token_logps(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
     let plain = logits.clone().inner();
     let targets = targets.inner().unsqueeze_dim::<3>(2);

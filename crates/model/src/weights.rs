@@ -1,5 +1,5 @@
 //! Named f32 weights in the Hugging Face layout, and the conversions between them and a
-//! [`LlamaModel`]: safetensors in and out, and the bridge that the GGUF reader also goes through.
+//! [`CausalLm`]: safetensors in and out, and the bridge that the GGUF reader also goes through.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,9 +8,9 @@ use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 
-use crate::config::LlamaConfig;
+use crate::config::ModelConfig;
 use crate::error::{ModelError, Result, io_error};
-use crate::model::{Attention, DecoderLayer, LlamaModel, Mlp, RmsNorm};
+use crate::model::{Attention, DecoderLayer, CausalLm, Mlp, RmsNorm};
 
 /// A dense f32 tensor on the host, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,11 +172,11 @@ fn host<const D: usize>(param: &Param<Tensor<D>>) -> HostTensor {
     HostTensor { shape, data }
 }
 
-impl LlamaModel {
+impl CausalLm {
     /// Builds the model from Hugging Face-named weights, checking every shape against `config`.
     /// An `lm_head.weight` is required when the head is untied and ignored when it is tied.
     pub fn from_weights(
-        config: &LlamaConfig,
+        config: &ModelConfig,
         mut weights: WeightMap,
         device: &Device,
     ) -> Result<Self> {

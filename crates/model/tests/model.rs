@@ -4,10 +4,10 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
-use softalign_model::{KvCache, LlamaConfig, LlamaModel, next_token_logps};
+use softalign_model::{KvCache, ModelConfig, CausalLm, next_token_logps};
 
-fn tiny(tied: bool) -> LlamaConfig {
-    LlamaConfig {
+fn tiny(tied: bool) -> ModelConfig {
+    ModelConfig {
         vocab_size: 40,
         hidden_size: 24,
         intermediate_size: 36,
@@ -65,7 +65,7 @@ fn every_parameter_receives_a_gradient() {
     for tied in [true, false] {
         let device = Device::default().autodiff();
         device.seed(1);
-        let model = LlamaModel::init(&tiny(tied), &device);
+        let model = CausalLm::init(&tiny(tied), &device);
         let input = tokens(&[&[1, 5, 9, 2, 7, 3], &[4, 4, 8, 0, 1, 39]], &device);
         let loss = -next_token_logps(model.forward(input.clone()), input).mean();
         let grads = loss.backward();
@@ -92,9 +92,9 @@ fn gradient_matches_a_finite_difference() {
     let device = Device::default().autodiff();
     device.seed(2);
     let config = tiny(false);
-    let model = LlamaModel::init(&config, &device);
+    let model = CausalLm::init(&config, &device);
     let input = tokens(&[&[1, 5, 9, 2, 7, 3]], &device);
-    let loss_of = |m: &LlamaModel| -> f64 {
+    let loss_of = |m: &CausalLm| -> f64 {
         let l = -next_token_logps(m.forward(input.clone()), input.clone()).sum();
         l.into_scalar::<f32>() as f64
     };
@@ -123,7 +123,7 @@ fn gradient_matches_a_finite_difference() {
 fn logits_are_causal_and_sequences_independent() {
     let device = Device::default();
     device.seed(3);
-    let model = LlamaModel::init(&tiny(true), &device);
+    let model = CausalLm::init(&tiny(true), &device);
     let a = values(model.forward(tokens(&[&[1, 2, 3, 4, 5]], &device)));
     let b = values(model.forward(tokens(&[&[1, 2, 3, 9, 9]], &device)));
     let v = 40;
@@ -143,7 +143,7 @@ fn logits_are_causal_and_sequences_independent() {
 fn cached_decoding_agrees_with_the_full_pass() {
     let device = Device::default();
     device.seed(4);
-    let model = LlamaModel::init(&tiny(false), &device);
+    let model = CausalLm::init(&tiny(false), &device);
     let ids = [3i64, 1, 4, 1, 5, 9, 2, 6];
     let full = values(model.forward(tokens(&[&ids], &device)));
     let mut cache = KvCache::new(&model);
@@ -220,7 +220,7 @@ fn model_next_token_logps_match_the_full_logits_path_in_value_and_gradient() {
     let device = Device::default().autodiff();
     for tied in [true, false] {
         device.seed(7);
-        let model = LlamaModel::init(&tiny(tied), &device);
+        let model = CausalLm::init(&tiny(tied), &device);
         let input = tokens(&[&[3, 14, 15, 9, 26, 5], &[35, 8, 9, 7, 9, 3]], &device);
         let weights = Tensor::<2>::from_data(
             TensorData::new((0..10).map(|i| 0.3 + 0.1 * i as f32).collect(), [2, 5]),
@@ -266,7 +266,7 @@ fn fused_inference_attention_matches_the_differentiable_path() {
     // with grouped-query heads, a batch, and a cache offset.
     let tracked_device = Device::default().autodiff();
     tracked_device.seed(5);
-    let tracked = LlamaModel::init(&tiny(false), &tracked_device);
+    let tracked = CausalLm::init(&tiny(false), &tracked_device);
     let model = tracked.valid();
     let plain = Device::default();
     let ids: &[&[i64]] = &[&[3, 1, 4, 1, 5, 9, 2, 6], &[2, 7, 1, 8, 2, 8, 1, 8]];

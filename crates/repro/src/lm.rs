@@ -2,7 +2,7 @@
 //! the scale of one CPU): Adam(W) against ADOPT at a small and a large batch.
 //!
 //! A small Llama (byte-level vocabulary of 256, RMSNorm, rotary embeddings, SwiGLU, tied
-//! embeddings; [`softalign_model::LlamaModel`]) is trained from scratch on random windows of the
+//! embeddings; [`softalign_model::CausalLm`]) is trained from scratch on random windows of the
 //! text, the last part of which is held out for validation. Both optimizers get the same
 //! initial weights, the same minibatches, the same warmup-then-cosine learning-rate schedule and
 //! the same *global* gradient-norm clipping (all gradients scaled by `min(1, c/‖g‖)`, as
@@ -26,7 +26,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use softalign_model::{LlamaConfig, LlamaModel, token_logps};
+use softalign_model::{ModelConfig, CausalLm, token_logps};
 use softalign_optim::{AdamWConfig, AdoptConfig, OptimizerKind, WeightDecay};
 use softalign_plot::{Figure, Panel, Series};
 
@@ -98,9 +98,9 @@ impl Default for LmConfig {
 
 impl LmConfig {
     /// The model's shape: byte vocabulary, `width / 32` heads, SwiGLU 3 × width, tied embeddings.
-    pub fn model_config(&self) -> LlamaConfig {
+    pub fn model_config(&self) -> ModelConfig {
         let head_dim = 32.min(self.width);
-        LlamaConfig {
+        ModelConfig {
             vocab_size: 256,
             hidden_size: self.width,
             intermediate_size: 3 * self.width,
@@ -424,7 +424,7 @@ fn windows(
 }
 
 /// Mean next-byte cross-entropy (nats).
-fn lm_loss(model: &LlamaModel, inputs: Tensor<2, Int>, targets: Tensor<2, Int>) -> Tensor<1> {
+fn lm_loss(model: &CausalLm, inputs: Tensor<2, Int>, targets: Tensor<2, Int>) -> Tensor<1> {
     token_logps(model.forward(inputs), targets).mean().neg()
 }
 
@@ -439,13 +439,13 @@ fn train_one(
     let started = Instant::now();
     let device = Device::default().autodiff();
     device.seed(config.seed);
-    let mut model = LlamaModel::init(&config.model_config(), &device);
+    let mut model = CausalLm::init(&config.model_config(), &device);
     let parameters = model.num_params();
     let mut optimizer = config.optimizer(kind);
     // The same seed for every optimizer: the same windows in the same order.
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x5eed_0fda_7a00);
     let span = corpus.train.len() - (config.seq_len + 1);
-    let evaluate = |model: &LlamaModel| -> f64 {
+    let evaluate = |model: &CausalLm| -> f64 {
         let (inputs, targets) = validation.clone();
         f64::from(lm_loss(&model.valid(), inputs, targets).into_scalar::<f32>())
     };

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
-use softalign_model::LlamaModel;
+use softalign_model::CausalLm;
 use softalign_optim::checkpoint::{
     CheckpointError, MODEL_FILE, load_training_state, save_training_state,
 };
@@ -141,7 +141,7 @@ pub fn find_checkpoint(path: &Path) -> Result<PathBuf> {
 /// checkpoints and any leftover `.partial` folder. Returns the checkpoint's folder.
 pub fn save_checkpoint(
     out_dir: &Path,
-    model: &LlamaModel,
+    model: &CausalLm,
     optim: &ModuleOptimizer,
     state: &TrainerState,
     objective_state: impl FnOnce(&Path) -> Result<()>,
@@ -181,9 +181,9 @@ pub fn save_checkpoint(
 /// Reads a checkpoint into a freshly built `model` (same architecture) and optimizer.
 pub fn load_checkpoint(
     dir: &Path,
-    model: LlamaModel,
+    model: CausalLm,
     optim: ModuleOptimizer,
-) -> Result<(LlamaModel, ModuleOptimizer, TrainerState)> {
+) -> Result<(CausalLm, ModuleOptimizer, TrainerState)> {
     let path = dir.join(TRAINER_STATE_FILE);
     let bytes = std::fs::read(&path).map_err(io_error(&path))?;
     let state: TrainerState = serde_json::from_slice(&bytes).map_err(|cause| TrainError::Json {

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use softalign_data::{PreferencePair, Prompt};
-use softalign_model::{ChatMessage, LlamaConfig, TextTokenizer};
+use softalign_model::{ChatMessage, ModelConfig, TextTokenizer};
 
 use crate::error::{Result, TrainError, setting};
 use crate::sequence::{EncodedExample, EncodedPair, Truncation};
@@ -59,7 +59,7 @@ impl<'a> Encoder<'a> {
     /// errors.
     pub fn new(
         tokenizer: &'a TextTokenizer,
-        config: &LlamaConfig,
+        config: &ModelConfig,
         template: PromptTemplate,
         truncation: Truncation,
         source: &Path,

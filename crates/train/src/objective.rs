@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use softalign_model::{LlamaModel, next_token_logps};
+use softalign_model::{CausalLm, next_token_logps};
 use softalign_pref::{
     PrefLoss, PreferenceMetrics, StepOutputs, preference_accuracy, preference_margin,
     sequence_logps,
@@ -52,7 +52,7 @@ pub trait Objective: Sync {
     /// (differentiable when the model is on an autodiff device), and the shard's outputs.
     fn shard_loss(
         &self,
-        model: &LlamaModel,
+        model: &CausalLm,
         shard: &[Item<'_, Self::Example>],
     ) -> Result<(Tensor<1>, Self::Outputs)>;
 
@@ -62,7 +62,7 @@ pub trait Objective: Sync {
     /// The mean loss of `batch` under `model` in one pass, and the batch's outputs.
     fn forward(
         &mut self,
-        model: &LlamaModel,
+        model: &CausalLm,
         batch: &[Item<'_, Self::Example>],
     ) -> Result<(Tensor<1>, Self::Outputs)> {
         self.prepare(batch)?;
@@ -123,7 +123,7 @@ impl Objective for SftObjective {
 
     fn shard_loss(
         &self,
-        model: &LlamaModel,
+        model: &CausalLm,
         batch: &[Item<'_, EncodedExample>],
     ) -> Result<(Tensor<1>, SftOutputs)> {
         let device = model.embed_tokens.val().device();
@@ -190,7 +190,7 @@ pub struct PreferenceObjective {
     /// The loss and its parameters.
     pub loss: PrefLoss,
     /// The frozen reference model, on a plain (non-autodiff) device.
-    pub reference: LlamaModel,
+    pub reference: CausalLm,
     /// Cached or on-the-fly reference log-probabilities.
     pub mode: ReferenceMode,
     /// Id used for padding.
@@ -222,7 +222,7 @@ pub const REFERENCE_CACHE_FILE: &str = "reference_logps.json";
 
 impl PreferenceObjective {
     /// An objective with an empty reference cache. `reference` is moved to validation mode.
-    pub fn new(loss: PrefLoss, reference: &LlamaModel, mode: ReferenceMode, pad_id: u32) -> Self {
+    pub fn new(loss: PrefLoss, reference: &CausalLm, mode: ReferenceMode, pad_id: u32) -> Self {
         Self {
             loss,
             reference: reference.valid(),
@@ -282,7 +282,7 @@ pub fn shards(n: usize) -> Vec<std::ops::Range<usize>> {
 }
 
 /// Sequence log-probabilities of the chosen responses, then of the rejected ones: `[2n]`.
-fn pair_logps(model: &LlamaModel, batch: &[&Item<'_, EncodedPair>], pad_id: u32) -> Tensor<1> {
+fn pair_logps(model: &CausalLm, batch: &[&Item<'_, EncodedPair>], pad_id: u32) -> Tensor<1> {
     let device = model.embed_tokens.val().device();
     let chosen = batch
         .iter()
@@ -317,7 +317,7 @@ impl Objective for PreferenceObjective {
 
     fn shard_loss(
         &self,
-        model: &LlamaModel,
+        model: &CausalLm,
         batch: &[Item<'_, EncodedPair>],
     ) -> Result<(Tensor<1>, PreferenceOutputs)> {
         let device = model.embed_tokens.val().device();

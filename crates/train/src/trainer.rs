@@ -13,7 +13,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
-use softalign_model::LlamaModel;
+use softalign_model::CausalLm;
 use softalign_optim::OptimizerKind;
 
 use crate::checkpoint::{TrainerState, load_checkpoint, save_checkpoint};
@@ -99,7 +99,7 @@ impl LoopSettings {
 #[derive(Debug)]
 pub struct LoopOutcome {
     /// The trained model (on the autodiff device it was trained on).
-    pub model: LlamaModel,
+    pub model: CausalLm,
     /// Every metric record of the run, resumed parts included.
     pub history: Vec<MetricRecord>,
     /// Optimizer steps completed.
@@ -164,7 +164,7 @@ impl ModuleVisitor for ScaleGrads<'_> {
 }
 
 /// The global gradient norm `‖g‖₂` over all parameters of `model` together.
-pub fn global_grad_norm(model: &LlamaModel, grads: &GradientsParams) -> f64 {
+pub fn global_grad_norm(model: &CausalLm, grads: &GradientsParams) -> f64 {
     let mut visitor = GradNorm {
         grads,
         sum_squares: 0.0,
@@ -176,7 +176,7 @@ pub fn global_grad_norm(model: &LlamaModel, grads: &GradientsParams) -> f64 {
 /// Scales all gradients by `max_norm / norm` when the global norm exceeds `max_norm` (as
 /// `torch.nn.utils.clip_grad_norm_` does, with its 1e-6 guard). Returns the norm before clipping.
 pub fn clip_global_grad_norm(
-    model: &LlamaModel,
+    model: &CausalLm,
     grads: &mut GradientsParams,
     max_norm: f64,
 ) -> f64 {
@@ -191,7 +191,7 @@ pub fn clip_global_grad_norm(
 /// Evaluates `model` (in validation mode) on `examples`, keyed after the `train_len` training
 /// examples; `None` when there are none.
 pub fn evaluate<O: Objective>(
-    model: &LlamaModel,
+    model: &CausalLm,
     objective: &mut O,
     examples: &[O::Example],
     train_len: usize,
@@ -236,7 +236,7 @@ pub struct Run<'a, O: Objective> {
 /// Trains `model` (on an autodiff device) with `run`'s objective. With `run.resume`, the model,
 /// optimizer state, step, objective state and metric history come from the checkpoint and the
 /// run continues bitwise as if it had never stopped.
-pub fn train_loop<O: Objective>(model: LlamaModel, run: Run<'_, O>) -> Result<LoopOutcome> {
+pub fn train_loop<O: Objective>(model: CausalLm, run: Run<'_, O>) -> Result<LoopOutcome> {
     let settings = run.settings;
     settings.validate()?;
     if run.train.is_empty() {
@@ -273,7 +273,7 @@ pub fn train_loop<O: Objective>(model: LlamaModel, run: Run<'_, O>) -> Result<Lo
 
     let progress = progress_bar(settings.progress, &settings.label, "steps", total, start);
     let train_len = run.train.len();
-    let record_eval = |model: &LlamaModel,
+    let record_eval = |model: &CausalLm,
                        objective: &mut O,
                        step: usize,
                        history: &mut Vec<MetricRecord>,
@@ -367,7 +367,7 @@ pub fn train_loop<O: Objective>(model: LlamaModel, run: Run<'_, O>) -> Result<Lo
 /// runs in parallel as well as the matrix products. The shards' gradients are added in shard
 /// order, so a step is deterministic for a given thread count.
 fn step_gradients<O: Objective>(
-    model: &LlamaModel,
+    model: &CausalLm,
     objective: &mut O,
     train: &[O::Example],
     settings: &LoopSettings,
@@ -412,7 +412,7 @@ fn step_gradients<O: Objective>(
     let grads = if all_grads.len() == 1 {
         all_grads.pop().expect("one")
     } else {
-        let mut accumulator = GradientsAccumulator::<LlamaModel>::new();
+        let mut accumulator = GradientsAccumulator::<CausalLm>::new();
         for grads in all_grads {
             accumulator.accumulate(model, grads);
         }
@@ -422,7 +422,7 @@ fn step_gradients<O: Objective>(
 }
 
 fn save<O: Objective>(
-    model: &LlamaModel,
+    model: &CausalLm,
     optim: &ModuleOptimizer,
     objective: &O,
     settings: &LoopSettings,

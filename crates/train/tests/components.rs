@@ -7,7 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use softalign_data::ValidationPolicy;
-use softalign_model::LlamaModel;
+use softalign_model::CausalLm;
 use softalign_train::demo::pairs::{bradley_terry, label_pair};
 use softalign_train::demo::seeded_model;
 use softalign_train::demo::task::{
@@ -154,7 +154,7 @@ fn the_data_order_is_a_permutation_per_epoch_determined_by_seed_and_position() {
 #[test]
 fn clipping_scales_the_global_norm_to_the_limit() {
     let device = Device::default().autodiff();
-    let model: LlamaModel = seeded_model(&task::model_config(), 2, &device).unwrap();
+    let model: CausalLm = seeded_model(&task::model_config(), 2, &device).unwrap();
     let tokens =
         Tensor::<2, Int>::from_data(TensorData::new(vec![3i64, 4, 5, 12, 6, 7], [1, 6]), &device);
     let loss = model.forward(tokens).powi_scalar(2).sum();

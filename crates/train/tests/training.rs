@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use softalign_model::{LlamaConfig, LlamaModel};
+use softalign_model::{ModelConfig, CausalLm};
 use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
 use softalign_train::checkpoint::{checkpoint_name, find_checkpoint, list_checkpoints};
@@ -28,8 +28,8 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-fn tiny_config() -> LlamaConfig {
-    LlamaConfig {
+fn tiny_config() -> ModelConfig {
+    ModelConfig {
         hidden_size: 32,
         intermediate_size: 48,
         num_attention_heads: 2,
@@ -96,7 +96,7 @@ fn pair_data(n: usize) -> Vec<EncodedPair> {
         .collect()
 }
 
-fn weights(model: &LlamaModel) -> Vec<u32> {
+fn weights(model: &CausalLm) -> Vec<u32> {
     model
         .valid()
         .to_weights()
@@ -105,7 +105,7 @@ fn weights(model: &LlamaModel) -> Vec<u32> {
         .collect()
 }
 
-fn fresh_model() -> LlamaModel {
+fn fresh_model() -> CausalLm {
     seeded_model(&tiny_config(), 11, &Device::default().autodiff()).unwrap()
 }
 
@@ -126,7 +126,7 @@ impl<O: Objective> Objective for StopAfter<O> {
     }
     fn shard_loss(
         &self,
-        model: &LlamaModel,
+        model: &CausalLm,
         shard: &[Item<'_, O::Example>],
     ) -> Result<(Tensor<1>, O::Outputs)> {
         self.inner.shard_loss(model, shard)
@@ -140,7 +140,7 @@ impl<O: Objective> Objective for StopAfter<O> {
     }
     fn forward(
         &mut self,
-        model: &LlamaModel,
+        model: &CausalLm,
         batch: &[Item<'_, O::Example>],
     ) -> Result<(Tensor<1>, O::Outputs)> {
         self.inner.forward(model, batch)

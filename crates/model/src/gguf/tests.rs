@@ -182,8 +182,8 @@ fn unpermute_inverts_llama_cpp_permute() {
 fn tiny_llama_gguf(
     skip: Option<&str>,
     wrong_shape: Option<&str>,
-) -> (Vec<u8>, WeightMap, LlamaConfig) {
-    let config = LlamaConfig {
+) -> (Vec<u8>, WeightMap, ModelConfig) {
+    let config = ModelConfig {
         vocab_size: 98,
         hidden_size: 16,
         intermediate_size: 24,
@@ -363,7 +363,7 @@ fn gguf_model_matches_the_same_weights_in_hugging_face_layout() {
     let loaded = crate::load_pretrained(&path, &device).unwrap();
     std::fs::remove_file(&path).unwrap();
     assert_eq!(loaded.model.config, config);
-    let reference = crate::LlamaModel::from_weights(&config, hf, &device).unwrap();
+    let reference = crate::CausalLm::from_weights(&config, hf, &device).unwrap();
     let ids = loaded.tokenizer.encode("he he!").unwrap();
     assert_eq!(ids.len(), 4, "{ids:?}");
     let input = Tensor::<2, Int>::from_data(

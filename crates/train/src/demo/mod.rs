@@ -25,7 +25,7 @@ use burn::tensor::Device;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use softalign_model::{HostTensor, LlamaConfig, LlamaModel, Sampling, WeightMap, save_pretrained};
+use softalign_model::{HostTensor, ModelConfig, CausalLm, Sampling, WeightMap, save_pretrained};
 use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
 
@@ -86,8 +86,8 @@ impl Default for DemoSettings {
 
 /// A model with weights drawn from `seed` (normal, σ = 0.02; norm gains one), independent of
 /// burn's global random state.
-pub fn seeded_model(config: &LlamaConfig, seed: u64, device: &Device) -> Result<LlamaModel> {
-    let shapes = LlamaModel::init(config, &Device::default()).to_weights();
+pub fn seeded_model(config: &ModelConfig, seed: u64, device: &Device) -> Result<CausalLm> {
+    let shapes = CausalLm::init(config, &Device::default()).to_weights();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut tensors = HashMap::new();
     for (name, tensor) in shapes {
@@ -109,7 +109,7 @@ pub fn seeded_model(config: &LlamaConfig, seed: u64, device: &Device) -> Result<
         source: PathBuf::from("<seeded init>"),
         tensors,
     };
-    Ok(LlamaModel::from_weights(config, weights, device)?)
+    Ok(CausalLm::from_weights(config, weights, device)?)
 }
 
 fn standard_normal(rng: &mut impl rand::Rng) -> f32 {
@@ -151,7 +151,7 @@ fn loop_settings(
 
 /// Greedy answers of `model` to `prompts`: mean true reward and exact-match rate.
 fn greedy_quality(
-    model: &LlamaModel,
+    model: &CausalLm,
     tokenizer: &softalign_model::TextTokenizer,
     prompts: &[Prompt],
 ) -> Result<(f64, f64, Vec<String>)> {

@@ -2,7 +2,7 @@
 //! Bradley–Terry on the true reward, `p̂ = σ(κ·(r(y₁) − r(y₂)))`.
 
 use rand::Rng;
-use softalign_model::{GenerationConfig, LlamaModel, Sampling, TextTokenizer, generate};
+use softalign_model::{GenerationConfig, CausalLm, Sampling, TextTokenizer, generate};
 use softalign_pref::{orient_pair, sigmoid};
 
 use super::task::{EOS_ID, Prompt, prompt_text, true_reward};
@@ -59,7 +59,7 @@ pub fn label_pair(prompt: &Prompt, first: String, second: String) -> Option<Labe
 
 /// A response sampled from `model` at temperature 1 (or greedy), as text without the EOS.
 pub fn sample_response(
-    model: &LlamaModel,
+    model: &CausalLm,
     tokenizer: &TextTokenizer,
     prompt: &Prompt,
     sampling: Sampling,
@@ -78,7 +78,7 @@ pub fn sample_response(
 
 /// Two sampled responses per prompt, labelled; identical samples are dropped.
 pub fn sample_pairs(
-    model: &LlamaModel,
+    model: &CausalLm,
     tokenizer: &TextTokenizer,
     prompts: &[Prompt],
     rng: &mut impl Rng,

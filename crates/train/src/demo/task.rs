@@ -13,7 +13,7 @@
 
 use rand::Rng;
 use serde_json::json;
-use softalign_model::{LlamaConfig, TextTokenizer};
+use softalign_model::{ModelConfig, TextTokenizer};
 
 use crate::error::Result;
 
@@ -155,8 +155,8 @@ pub fn tokenizer() -> Result<TextTokenizer> {
 }
 
 /// The demo's tiny Llama: 2 blocks, width 64, 4 heads of 16, SwiGLU width 192, tied embeddings.
-pub fn model_config() -> LlamaConfig {
-    LlamaConfig {
+pub fn model_config() -> ModelConfig {
+    ModelConfig {
         vocab_size: VOCAB_SIZE,
         hidden_size: 64,
         intermediate_size: 192,
