@@ -110,6 +110,11 @@ pub struct TrainFlags {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_progress: bool,
+    /// Recompute activations in the backward pass instead of keeping them: less memory, more
+    /// compute, the same gradients.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gradient_checkpointing: bool,
 }
 
 /// Keys a `--config` file may hold for `sft`.
@@ -141,6 +146,7 @@ pub const TRAIN_KEYS: &[&str] = &[
     "keep-checkpoints",
     "seed",
     "no-progress",
+    "gradient-checkpointing",
 ];
 
 /// Loss flags of `align`.
@@ -200,6 +206,7 @@ impl TrainFlags {
             max_grad_norm, eval_every, eval_batch_size, save_every, keep_checkpoints, seed);
         self.skip_invalid |= lower.skip_invalid;
         self.no_progress |= lower.no_progress;
+        self.gradient_checkpointing |= lower.gradient_checkpointing;
     }
 
     /// Validates into the library's settings; `default_lr` is the command's learning rate.
@@ -272,6 +279,7 @@ impl TrainFlags {
             max_prompt_length: self.max_prompt_length.unwrap_or(max_length / 2),
         };
         s.progress = !self.no_progress;
+        s.gradient_checkpointing = self.gradient_checkpointing;
         Ok(s)
     }
 
@@ -312,6 +320,7 @@ impl TrainFlags {
             keep_checkpoints: Some(s.keep_checkpoints),
             seed: Some(s.seed),
             no_progress: !s.progress,
+            gradient_checkpointing: s.gradient_checkpointing,
         }
     }
 }

@@ -14,6 +14,7 @@ mod label;
 mod online;
 mod repro;
 mod repro_real;
+mod score;
 mod sft;
 
 /// Soft-label preference alignment (DPO, cDPO, GDPO, …) and the ADOPT optimizer.
@@ -44,6 +45,8 @@ enum Command {
     Align(Box<align::AlignArgs>),
     /// Soft preference labels by AI feedback: a judge model scores both orders of every pair.
     Label(label::LabelArgs),
+    /// Per-token log-probabilities of texts, their sum and perplexity (`--json` for scripts).
+    Score(score::ScoreArgs),
     /// Win rates of a model's greedy responses (against references or --versus a model), judged by
     /// AI feedback in both orders; implicit-reward accuracy with --reference.
     Eval(eval::EvalArgs),
@@ -61,6 +64,7 @@ fn main() {
         Command::Align(args) => align::run(*args),
         Command::Label(args) => label::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Score(args) => score::run(args),
     };
     if let Err(error) = result {
         // One line: the chain of causes joined by ": ".

@@ -7,10 +7,80 @@ use serde_json::{Map, Value, json};
 
 use crate::error::{ModelError, Result};
 
-/// The shape of a Llama-family decoder: RMSNorm, rotary embeddings, grouped-query attention,
-/// SwiGLU MLP, tied or untied output head.
+/// The decoder families this crate runs. They share one computation (pre-norm blocks, RMSNorm,
+/// rotary embeddings, grouped-query attention, SwiGLU) and differ only in the switches below, so
+/// one [`crate::CausalLm`] serves them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// `LlamaForCausalLM` (Llama 2/3, SmolLM2, TinyLlama).
+    Llama,
+    /// `MistralForCausalLM`: the Llama computation, with an optional sliding attention window.
+    Mistral,
+    /// `Qwen2ForCausalLM` (Qwen2, Qwen2.5): biases on the q, k and v projections.
+    Qwen2,
+    /// `Qwen3ForCausalLM`: per-head RMSNorm on queries and keys before the rotation, and a
+    /// `head_dim` that need not be `hidden_size / num_attention_heads`.
+    Qwen3,
+}
+
+impl Family {
+    /// Every family, for messages and tests.
+    pub const ALL: [Family; 4] = [Family::Llama, Family::Mistral, Family::Qwen2, Family::Qwen3];
+
+    /// The family of a `config.json` `model_type`.
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.model_type() == model_type)
+    }
+
+    /// The `model_type` transformers writes for this family (also its GGUF architecture name,
+    /// except that llama.cpp writes Mistral as `llama`).
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+            Family::Mistral => "mistral",
+            Family::Qwen2 => "qwen2",
+            Family::Qwen3 => "qwen3",
+        }
+    }
+
+    /// The transformers class that loads this family.
+    pub fn architecture(self) -> &'static str {
+        match self {
+            Family::Llama => "LlamaForCausalLM",
+            Family::Mistral => "MistralForCausalLM",
+            Family::Qwen2 => "Qwen2ForCausalLM",
+            Family::Qwen3 => "Qwen3ForCausalLM",
+        }
+    }
+
+    /// Whether the q, k and v projections carry a bias (the output projection never does).
+    pub fn qkv_bias(self) -> bool {
+        self == Family::Qwen2
+    }
+
+    /// Whether queries and keys get a per-head RMSNorm (`q_norm`, `k_norm`) before the rotation.
+    pub fn qk_norm(self) -> bool {
+        self == Family::Qwen3
+    }
+
+    /// The names of the supported `model_type`s, for error messages.
+    fn supported() -> String {
+        Self::ALL.map(Family::model_type).join(", ")
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.model_type())
+    }
+}
+
+/// The shape of a decoder of one of the supported [`Family`]s: RMSNorm, rotary embeddings,
+/// grouped-query attention, SwiGLU MLP, tied or untied output head, and the family's switches.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelConfig {
+    /// Which family's computation and file layout this is.
+    pub family: Family,
     /// Number of tokens in the vocabulary (rows of the embedding).
     pub vocab_size: usize,
     /// Width of the residual stream.
@@ -37,6 +107,9 @@ pub struct ModelConfig {
     pub bos_token_id: Option<u32>,
     /// Tokens that end generation.
     pub eos_token_ids: Vec<u32>,
+    /// Mistral's sliding attention window: a query sees at most this many keys (itself
+    /// included). `None`: full causal attention.
+    pub sliding_window: Option<usize>,
 }
 
 impl ModelConfig {
@@ -49,6 +122,7 @@ impl ModelConfig {
     /// The SmolLM2-135M shape (30 blocks, width 576, FFN 1536, 9/3 heads, vocabulary 49,152, tied).
     pub fn smollm2_135m() -> Self {
         Self {
+            family: Family::Llama,
             vocab_size: 49152,
             hidden_size: 576,
             intermediate_size: 1536,
@@ -62,6 +136,29 @@ impl ModelConfig {
             max_position_embeddings: 8192,
             bos_token_id: Some(1),
             eos_token_ids: vec![2],
+            sliding_window: None,
+        }
+    }
+
+    /// Qwen2.5-1.5B's shape (28 blocks, width 1536, FFN 8960, 12/2 heads, vocabulary 151,936,
+    /// tied, q/k/v biases, rope θ 10⁶): for memory and speed measurements with random weights.
+    pub fn qwen2_5_1_5b() -> Self {
+        Self {
+            family: Family::Qwen2,
+            vocab_size: 151_936,
+            hidden_size: 1536,
+            intermediate_size: 8960,
+            num_hidden_layers: 28,
+            num_attention_heads: 12,
+            num_key_value_heads: 2,
+            head_dim: 128,
+            rms_norm_eps: 1e-6,
+            rope_theta: 1_000_000.0,
+            tie_word_embeddings: true,
+            max_position_embeddings: 32768,
+            bos_token_id: None,
+            eos_token_ids: vec![151_643],
+            sliding_window: None,
         }
     }
 
@@ -117,6 +214,18 @@ impl ModelConfig {
         if self.rope_theta.is_nan() || self.rope_theta <= 0.0 {
             return Err(fail("rope_theta", "must be positive".into()));
         }
+        if self.sliding_window == Some(0) {
+            return Err(fail("sliding_window", "must be positive".into()));
+        }
+        if self.sliding_window.is_some() && self.family != Family::Mistral {
+            return Err(fail(
+                "sliding_window",
+                format!(
+                    "a sliding window is only supported for mistral, not {}",
+                    self.family
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -154,19 +263,27 @@ impl ModelConfig {
         let required = |field: &str| -> Result<usize> {
             usize_field(field)?.ok_or_else(|| fail(field, "missing"))
         };
-        if let Some(model_type) = object.get("model_type").and_then(Value::as_str)
-            && model_type != "llama"
-        {
-            return Err(fail(
-                "model_type",
-                &format!("{model_type} is not supported (llama only)"),
-            ));
-        }
+        let family = match object.get("model_type").and_then(Value::as_str) {
+            // Old Llama checkpoints predate the key.
+            None => Family::Llama,
+            Some(model_type) => Family::from_model_type(model_type).ok_or_else(|| {
+                fail(
+                    "model_type",
+                    &format!(
+                        "{model_type} is not supported (supported: {})",
+                        Family::supported()
+                    ),
+                )
+            })?,
+        };
+        // Qwen2's q/k/v biases are implied by the family; an explicit flag asking for more
+        // biases than the family has (Llama's `attention_bias` also biases o_proj) is refused.
         for flag in ["attention_bias", "mlp_bias"] {
             if object.get(flag).and_then(Value::as_bool) == Some(true) {
                 return Err(fail(flag, "biases are not supported"));
             }
         }
+        let sliding_window = sliding_window(object, family).map_err(|(f, p)| fail(&f, &p))?;
         if let Some(act) = object.get("hidden_act").and_then(Value::as_str)
             && act != "silu"
         {
@@ -223,6 +340,7 @@ impl ModelConfig {
             }
         };
         let config = Self {
+            family,
             vocab_size: required("vocab_size")?,
             hidden_size,
             intermediate_size: required("intermediate_size")?,
@@ -236,12 +354,13 @@ impl ModelConfig {
             max_position_embeddings: usize_field("max_position_embeddings")?.unwrap_or(2048),
             bos_token_id: token_ids("bos_token_id")?.first().copied(),
             eos_token_ids: token_ids("eos_token_id")?,
+            sliding_window,
         };
         config.validate(path)?;
         Ok(config)
     }
 
-    /// The `config.json` that transformers (4 and 5) loads as `LlamaForCausalLM`.
+    /// The `config.json` that transformers (4 and 5) loads as this family's `*ForCausalLM`.
     ///
     /// The rotary base is written both at the top level (transformers 4) and under
     /// `rope_parameters` (transformers 5).
@@ -251,12 +370,10 @@ impl ModelConfig {
             [one] => json!(one),
             many => json!(many),
         };
-        json!({
-            "architectures": ["LlamaForCausalLM"],
-            "model_type": "llama",
-            "attention_bias": false,
+        let mut config = json!({
+            "architectures": [self.family.architecture()],
+            "model_type": self.family.model_type(),
             "attention_dropout": 0.0,
-            "mlp_bias": false,
             "hidden_act": "silu",
             "vocab_size": self.vocab_size,
             "hidden_size": self.hidden_size,
@@ -276,7 +393,57 @@ impl ModelConfig {
             "torch_dtype": "float32",
             "dtype": "float32",
             "use_cache": true,
-        })
+        });
+        let object = config.as_object_mut().expect("a json object");
+        let mut set = |key: &str, value: Value| {
+            object.insert(key.to_string(), value);
+        };
+        match self.family {
+            Family::Llama => {
+                set("attention_bias", json!(false));
+                set("mlp_bias", json!(false));
+            }
+            Family::Mistral => set("sliding_window", json!(self.sliding_window)),
+            Family::Qwen2 | Family::Qwen3 => {
+                set("use_sliding_window", json!(false));
+                set("sliding_window", Value::Null);
+                set("max_window_layers", json!(self.num_hidden_layers));
+                if self.family == Family::Qwen3 {
+                    set("attention_bias", json!(false));
+                }
+            }
+        }
+        config
+    }
+}
+
+/// Mistral's `sliding_window` (Qwen's `use_sliding_window` must be off: its per-layer window
+/// schedule is not implemented, so it is refused rather than ignored).
+fn sliding_window(
+    object: &Map<String, Value>,
+    family: Family,
+) -> std::result::Result<Option<usize>, (String, String)> {
+    let window = match object.get("sliding_window") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_u64().map(|n| n as usize).ok_or_else(|| {
+            (
+                "sliding_window".to_string(),
+                "expected a positive integer or null".to_string(),
+            )
+        })?),
+    };
+    match family {
+        Family::Mistral => Ok(window),
+        Family::Qwen2 | Family::Qwen3 => {
+            if object.get("use_sliding_window").and_then(Value::as_bool) == Some(true) {
+                return Err((
+                    "use_sliding_window".into(),
+                    "sliding-window attention is not supported for qwen models".into(),
+                ));
+            }
+            Ok(None)
+        }
+        Family::Llama => Ok(None),
     }
 }
 

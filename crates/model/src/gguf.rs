@@ -1,13 +1,14 @@
 //! GGUF v2/v3 reader: metadata, tensor directory, and dequantisation of F32, F16, BF16, Q8_0,
-//! Q4_0 and Q4_1 tensors to f32; the Llama configuration, weights (in Hugging Face names and
-//! layout, llama.cpp's Q/K row permutation undone) and tokenizer a GGUF file describes.
+//! Q4_0 and Q4_1 tensors to f32; the configuration (architectures `llama`, `qwen2`, `qwen3`),
+//! weights (in Hugging Face names and layout, llama.cpp's Q/K row permutation of `llama` undone)
+//! and tokenizer a GGUF file describes.
 //!
 //! Every error names the file and, where one is at fault, the tensor or metadata key.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::ModelConfig;
+use crate::config::{Family, ModelConfig};
 use crate::error::{ModelError, Result, io_error};
 use crate::tokenizer::GgufVocabulary;
 use crate::weights::{HostTensor, WeightMap};
@@ -400,61 +401,85 @@ impl GgufFile {
         }
     }
 
-    /// The model configuration from the `llama.*` metadata.
-    pub fn model_config(&self) -> Result<ModelConfig> {
+    /// The model family a GGUF architecture name stands for. llama.cpp writes Mistral
+    /// checkpoints as `llama` (the same computation), so no GGUF maps to [`Family::Mistral`].
+    fn family(&self) -> Result<Family> {
         let arch = self.meta_str("general.architecture").unwrap_or("llama");
-        if arch != "llama" {
-            return Err(self.bad(format!(
-                "metadata general.architecture: {arch} is not supported (llama only)"
-            )));
+        match arch {
+            "llama" => Ok(Family::Llama),
+            "qwen2" => Ok(Family::Qwen2),
+            "qwen3" => Ok(Family::Qwen3),
+            other => Err(self.bad(format!(
+                "metadata general.architecture: {other} is not supported (supported: llama, qwen2, qwen3)"
+            ))),
         }
-        let required = |key: &str| -> Result<usize> {
-            self.meta_usize(key)?
+    }
+
+    /// The model configuration from the `ARCH.*` metadata (`llama.*`, `qwen2.*`, `qwen3.*`).
+    pub fn model_config(&self) -> Result<ModelConfig> {
+        let family = self.family()?;
+        let arch = family.model_type();
+        let key = |name: &str| format!("{arch}.{name}");
+        let required = |name: &str| -> Result<usize> {
+            let key = key(name);
+            self.meta_usize(&key)?
                 .ok_or_else(|| self.bad(format!("metadata {key}: missing")))
         };
-        let hidden_size = required("llama.embedding_length")?;
-        let num_attention_heads = required("llama.attention.head_count")?;
+        let hidden_size = required("embedding_length")?;
+        let num_attention_heads = required("attention.head_count")?;
         let num_key_value_heads = self
-            .meta_usize("llama.attention.head_count_kv")?
+            .meta_usize(&key("attention.head_count_kv"))?
             .unwrap_or(num_attention_heads);
-        let head_dim = match self.meta_usize("llama.attention.key_length")? {
+        let head_dim = match self.meta_usize(&key("attention.key_length"))? {
             Some(d) => d,
             None => hidden_size / num_attention_heads.max(1),
         };
-        let float = |key: &str, default: f64| -> Result<f64> {
-            match self.meta(key) {
+        let float = |name: &str, default: f64| -> Result<f64> {
+            let key = key(name);
+            match self.meta(&key) {
                 None => Ok(default),
                 Some(v) => v
                     .as_f64()
                     .ok_or_else(|| self.bad(format!("metadata {key}: expected a number"))),
             }
         };
-        let vocab_size = match self.meta_usize("llama.vocab_size")? {
+        let vocab_size = match self.meta_usize(&key("vocab_size"))? {
             Some(n) => n,
             None => self.tensor_info("token_embd.weight")?.dims[1],
         };
         let token =
             |key: &str| -> Result<Option<u32>> { Ok(self.meta_usize(key)?.map(|n| n as u32)) };
         let config = ModelConfig {
+            family,
             vocab_size,
             hidden_size,
-            intermediate_size: required("llama.feed_forward_length")?,
-            num_hidden_layers: required("llama.block_count")?,
+            intermediate_size: required("feed_forward_length")?,
+            num_hidden_layers: required("block_count")?,
             num_attention_heads,
             num_key_value_heads,
             head_dim,
-            rms_norm_eps: float("llama.attention.layer_norm_rms_epsilon", 1e-5)?,
-            rope_theta: float("llama.rope.freq_base", 10_000.0)?,
+            rms_norm_eps: float("attention.layer_norm_rms_epsilon", 1e-5)?,
+            rope_theta: float("rope.freq_base", 10_000.0)?,
             tie_word_embeddings: !self.tensors.iter().any(|t| t.name == "output.weight"),
-            max_position_embeddings: self.meta_usize("llama.context_length")?.unwrap_or(2048),
+            max_position_embeddings: self.meta_usize(&key("context_length"))?.unwrap_or(2048),
             bos_token_id: token("tokenizer.ggml.bos_token_id")?,
             eos_token_ids: token("tokenizer.ggml.eos_token_id")?.into_iter().collect(),
+            sliding_window: None,
         };
-        if let Some(GgufValue::String(kind)) = self.meta("llama.rope.scaling.type")
+        let scaling = key("rope.scaling.type");
+        if let Some(GgufValue::String(kind)) = self.meta(&scaling)
             && kind != "none"
         {
             return Err(self.bad(format!(
-                "metadata llama.rope.scaling.type: {kind} rope scaling is not supported"
+                "metadata {scaling}: {kind} rope scaling is not supported"
+            )));
+        }
+        if let Some(window) = self.meta_usize(&key("attention.sliding_window"))?
+            && window < config.max_position_embeddings
+        {
+            return Err(self.bad(format!(
+                "metadata {}: sliding-window attention ({window}) is not supported in GGUF files",
+                key("attention.sliding_window")
             )));
         }
         config.validate(&self.path)?;
@@ -541,35 +566,74 @@ impl GgufFile {
                 None,
             ));
         }
+        // llama.cpp permutes the Q/K rows of architecture `llama` only; qwen2/qwen3 tensors are
+        // stored in Hugging Face's layout.
+        let permuted = config.family == Family::Llama;
+        let rows_of = |heads: usize| permuted.then_some(heads);
+        let d = config.head_dim;
         for i in 0..config.num_hidden_layers {
             let (g, h) = (format!("blk.{i}"), format!("model.layers.{i}"));
-            for (gguf, hf, shape, heads) in [
-                ("attn_norm", "input_layernorm", vec![c], None),
-                ("ffn_norm", "post_attention_layernorm", vec![c], None),
+            let mut tensors = vec![
+                ("attn_norm.weight", "input_layernorm.weight", vec![c], None),
                 (
-                    "attn_q",
-                    "self_attn.q_proj",
+                    "ffn_norm.weight",
+                    "post_attention_layernorm.weight",
+                    vec![c],
+                    None,
+                ),
+                (
+                    "attn_q.weight",
+                    "self_attn.q_proj.weight",
                     vec![q, c],
-                    Some(config.num_attention_heads),
+                    rows_of(config.num_attention_heads),
                 ),
                 (
-                    "attn_k",
-                    "self_attn.k_proj",
+                    "attn_k.weight",
+                    "self_attn.k_proj.weight",
                     vec![kv, c],
-                    Some(config.num_key_value_heads),
+                    rows_of(config.num_key_value_heads),
                 ),
-                ("attn_v", "self_attn.v_proj", vec![kv, c], None),
-                ("attn_output", "self_attn.o_proj", vec![c, q], None),
-                ("ffn_gate", "mlp.gate_proj", vec![f, c], None),
-                ("ffn_up", "mlp.up_proj", vec![f, c], None),
-                ("ffn_down", "mlp.down_proj", vec![c, f], None),
-            ] {
-                wanted.push((
-                    format!("{g}.{gguf}.weight"),
-                    format!("{h}.{hf}.weight"),
-                    shape,
-                    heads,
-                ));
+                (
+                    "attn_v.weight",
+                    "self_attn.v_proj.weight",
+                    vec![kv, c],
+                    None,
+                ),
+                (
+                    "attn_output.weight",
+                    "self_attn.o_proj.weight",
+                    vec![c, q],
+                    None,
+                ),
+                ("ffn_gate.weight", "mlp.gate_proj.weight", vec![f, c], None),
+                ("ffn_up.weight", "mlp.up_proj.weight", vec![f, c], None),
+                ("ffn_down.weight", "mlp.down_proj.weight", vec![c, f], None),
+            ];
+            if config.family.qkv_bias() {
+                tensors.extend([
+                    ("attn_q.bias", "self_attn.q_proj.bias", vec![q], None),
+                    ("attn_k.bias", "self_attn.k_proj.bias", vec![kv], None),
+                    ("attn_v.bias", "self_attn.v_proj.bias", vec![kv], None),
+                ]);
+            }
+            if config.family.qk_norm() {
+                tensors.extend([
+                    (
+                        "attn_q_norm.weight",
+                        "self_attn.q_norm.weight",
+                        vec![d],
+                        None,
+                    ),
+                    (
+                        "attn_k_norm.weight",
+                        "self_attn.k_norm.weight",
+                        vec![d],
+                        None,
+                    ),
+                ]);
+            }
+            for (gguf, hf, shape, heads) in tensors {
+                wanted.push((format!("{g}.{gguf}"), format!("{h}.{hf}"), shape, heads));
             }
         }
         let mut map = WeightMap {

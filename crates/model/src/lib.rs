@@ -1,8 +1,11 @@
-//! Llama-family causal language models for burn (SmolLM2, TinyLlama, Llama 2/3-style
-//! checkpoints): the model, its weights in and out, its tokenizer, and generation.
+//! Causal language models for burn — the Llama, Mistral, Qwen2/2.5 and Qwen3 families (SmolLM2,
+//! TinyLlama, Llama 2/3, Mistral 7B, Qwen2.5, Qwen3 checkpoints): the model, its weights in and
+//! out, its tokenizer, and generation.
 //!
-//! - [`CausalLm`]: RMSNorm, rotary embeddings (half-split layout, configurable base),
-//!   grouped-query attention, SwiGLU, tied or untied head. [`CausalLm::forward`] gives the
+//! - [`CausalLm`]: one model type for every [`Family`]: RMSNorm, rotary embeddings (half-split
+//!   layout, configurable base), grouped-query attention, SwiGLU, tied or untied head, and the
+//!   family's switches in its [`ModelConfig`] (Qwen2's q/k/v biases, Qwen3's q/k norms and free
+//!   `head_dim`, Mistral's sliding window). [`CausalLm::forward`] gives the
 //!   causal logits of whole sequences for training; [`CausalLm::forward_cached`] decodes
 //!   incrementally with a [`KvCache`].
 //! - [`load_pretrained`] reads a Hugging Face folder (`config.json`, `*.safetensors`,
@@ -29,12 +32,14 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod checkpointing;
 pub mod config;
 pub mod error;
 pub mod generate;
 pub mod gguf;
 pub mod memory;
 pub mod model;
+pub mod score;
 pub mod tokenizer;
 pub mod weights;
 
@@ -43,12 +48,13 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use serde_json::Value;
 
-pub use config::ModelConfig;
+pub use config::{Family, ModelConfig};
 pub use error::{ModelError, Result};
 pub use generate::{GenerationConfig, Sampling, TextStream, generate, sample_token};
 pub use gguf::GgufFile;
 pub use memory::keep_freed_memory;
-pub use model::{KvCache, CausalLm, next_token_logps, token_logps};
+pub use model::{CausalLm, KvCache, Linear, next_token_logps, token_logps};
+pub use score::{TextScore, score_text};
 pub use tokenizer::{ChatFormat, ChatMessage, TextTokenizer};
 pub use weights::{HostTensor, WeightMap};
 

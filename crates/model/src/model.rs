@@ -1,4 +1,4 @@
-//! The Llama-family decoder as a burn module.
+//! The decoder of every supported family (Llama, Mistral, Qwen2, Qwen3) as one burn module.
 //!
 //! Linear weights are stored as `[in, out]` so that a layer is one `x · W` matmul; the Hugging Face
 //! `[out, in]` layout is restored when weights are saved (see [`crate::weights`]). The hidden
@@ -10,7 +10,9 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::module::{attention, embedding};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Distribution, IndexingUpdateOp, Int, Tensor, TensorData};
+use burn::tensor::{
+    Device, Distribution, GradientCheckpointingStrategy, IndexingUpdateOp, Int, Tensor, TensorData,
+};
 
 use crate::config::ModelConfig;
 
@@ -31,10 +33,45 @@ impl RmsNorm {
         }
     }
 
-    /// Normalises each row of `x: [rows, width]`.
+    /// Normalises `x` over its last dimension (`[rows, width]` for the residual stream,
+    /// `[batch, time, heads, head_dim]` for Qwen3's per-head query/key norms).
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let inverse_rms = (x.clone().square().mean_dim(D - 1) + self.eps)
+            .sqrt()
+            .recip();
+        x * inverse_rms * self.weight.val().unsqueeze::<D>()
+    }
+}
+
+/// A dense layer `x · W + b` with `W` stored `[in, out]` (one matmul, no transpose) and an
+/// optional bias `[out]` (Qwen2's q/k/v projections).
+#[derive(Module, Debug)]
+pub struct Linear {
+    /// The weight, `[in, out]` (the transpose of Hugging Face's `[out, in]`).
+    pub weight: Param<Tensor<2>>,
+    /// The bias, `[out]`.
+    pub bias: Option<Param<Tensor<1>>>,
+}
+
+impl Linear {
+    /// A layer with the given weight `[in, out]` and bias.
+    pub fn new(weight: Param<Tensor<2>>, bias: Option<Param<Tensor<1>>>) -> Self {
+        Self { weight, bias }
+    }
+
+    /// `x: [rows, in]` → `[rows, out]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let inverse_rms = (x.clone().square().mean_dim(1) + self.eps).sqrt().recip();
-        x * inverse_rms * self.weight.val().unsqueeze::<2>()
+        let y = x.matmul(self.weight.val());
+        match &self.bias {
+            Some(bias) => y + bias.val().unsqueeze::<2>(),
+            None => y,
+        }
+    }
+
+    /// `(in, out)`.
+    pub fn shape(&self) -> (usize, usize) {
+        let [input, output] = self.weight.val().dims();
+        (input, output)
     }
 }
 
@@ -43,13 +80,17 @@ impl RmsNorm {
 #[derive(Module, Debug)]
 pub struct Attention {
     /// Query projection, `[width, heads · head_dim]`.
-    pub q_proj: Param<Tensor<2>>,
+    pub q_proj: Linear,
     /// Key projection, `[width, kv_heads · head_dim]`.
-    pub k_proj: Param<Tensor<2>>,
+    pub k_proj: Linear,
     /// Value projection, `[width, kv_heads · head_dim]`.
-    pub v_proj: Param<Tensor<2>>,
+    pub v_proj: Linear,
     /// Output projection, `[heads · head_dim, width]`.
-    pub o_proj: Param<Tensor<2>>,
+    pub o_proj: Linear,
+    /// Qwen3's per-head norm of the queries, `[head_dim]`, applied before the rotation.
+    pub q_norm: Option<RmsNorm>,
+    /// Qwen3's per-head norm of the keys, `[head_dim]`, applied before the rotation.
+    pub k_norm: Option<RmsNorm>,
     /// Number of query heads.
     pub num_heads: usize,
     /// Number of key/value heads.
@@ -60,17 +101,27 @@ pub struct Attention {
 
 /// Rotary tables for a run of positions: `cos` and `sin` of shape `[1, time, 1, head_dim / 2]`
 /// (they broadcast over `[batch, time, heads, head_dim]`), and the additive causal mask of the
-/// queries over all keys, `[time, past + time]` (0 where visible, −∞ where not).
+/// queries over all keys, `[time, past + time]` (0 where visible, −∞ where not; with a sliding
+/// window a query sees only the `window` latest keys, itself included).
 struct Rotary {
     cos: Tensor<4>,
     sin: Tensor<4>,
     causal_bias: Tensor<2>,
+    /// Whether the mask is the plain causal one, so the fused causal kernel computes the same.
+    plain_causal: bool,
 }
 
 impl Rotary {
     /// Tables for positions `start .. start + len`, computed in f32 the way transformers does
     /// (`inv_freq = 1 / θ^(2i/d)`, angle = position · inv_freq).
-    fn new(theta: f64, head_dim: usize, start: usize, len: usize, device: &Device) -> Self {
+    fn new(
+        theta: f64,
+        head_dim: usize,
+        window: Option<usize>,
+        start: usize,
+        len: usize,
+        device: &Device,
+    ) -> Self {
         let half = head_dim / 2;
         let inv_freq: Vec<f32> = (0..half)
             .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
@@ -87,10 +138,13 @@ impl Rotary {
         let table =
             |values| Tensor::<4>::from_data(TensorData::new(values, [1, len, 1, half]), device);
         let keys = start + len;
+        // transformers' sliding mask: key j is visible from query q when q − window < j ≤ q.
+        let window = window.unwrap_or(usize::MAX);
         let bias: Vec<f32> = (0..len)
             .flat_map(|i| {
+                let query = start + i;
                 (0..keys).map(move |j| {
-                    if j <= start + i {
+                    if j <= query && query - j < window {
                         0.0
                     } else {
                         f32::NEG_INFINITY
@@ -102,6 +156,7 @@ impl Rotary {
             cos: table(cos),
             sin: table(sin),
             causal_bias: Tensor::from_data(TensorData::new(bias, [len, keys]), device),
+            plain_causal: window >= keys,
         }
     }
 
@@ -144,11 +199,14 @@ impl Attention {
         let (h, kv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let group = h / kv;
         let heads = |t: Tensor<2>, n: usize| t.reshape([batch, time, n, d]);
-        let q = heads(x.clone().matmul(self.q_proj.val()), h);
-        let mut k = rotary
-            .apply(heads(x.clone().matmul(self.k_proj.val()), kv), 1.0)
-            .swap_dims(1, 2);
-        let mut v = heads(x.matmul(self.v_proj.val()), kv).swap_dims(1, 2);
+        let norm = |t: Tensor<4>, norm: &Option<RmsNorm>| match norm {
+            Some(norm) => norm.forward(t),
+            None => t,
+        };
+        let q = norm(heads(self.q_proj.forward(x.clone()), h), &self.q_norm);
+        let k = norm(heads(self.k_proj.forward(x.clone()), kv), &self.k_norm);
+        let mut k = rotary.apply(k, 1.0).swap_dims(1, 2);
+        let mut v = heads(self.v_proj.forward(x), kv).swap_dims(1, 2);
         if let Some(cache) = cache {
             if let Some((past_k, past_v)) = cache.take() {
                 k = Tensor::cat(vec![past_k, k], 2);
@@ -157,14 +215,14 @@ impl Attention {
             *cache = Some((k.clone(), v.clone()));
         }
         let scale = 1.0 / (d as f64).sqrt();
-        if !(q.is_tracked() || k.is_tracked() || v.is_tracked()) {
+        if rotary.plain_causal && !(q.is_tracked() || k.is_tracked() || v.is_tracked()) {
             // Nothing to differentiate (reference model, judging, generation): the backend's
             // fused kernel, which shares each key/value head with its query group itself, scales
             // the scores and never materialises the masked score tensor.
-            return causal_attention(rotary.apply(q, 1.0).swap_dims(1, 2), k, v)
+            let context = causal_attention(rotary.apply(q, 1.0).swap_dims(1, 2), k, v)
                 .swap_dims(1, 2)
-                .reshape([batch * time, h * d])
-                .matmul(self.o_proj.val());
+                .reshape([batch * time, h * d]);
+            return self.o_proj.forward(context);
         }
         // The 1/√d score scale rides on the query rotation (a quarter of the elements of the
         // scores, and no extra pass). [batch, time, kv, group, d] → [batch, kv, group, time, d]
@@ -176,11 +234,11 @@ impl Attention {
         let k = k.unsqueeze_dim::<5>(2);
         let v = v.unsqueeze_dim::<5>(2);
         let scores = q.matmul(k.swap_dims(3, 4)) + rotary.causal_bias.clone().unsqueeze::<5>();
-        let context = softmax(scores, 4).matmul(v);
-        context
+        let context = softmax(scores, 4)
+            .matmul(v)
             .permute([0, 3, 1, 2, 4])
-            .reshape([batch * time, h * d])
-            .matmul(self.o_proj.val())
+            .reshape([batch * time, h * d]);
+        self.o_proj.forward(context)
     }
 }
 
@@ -196,14 +254,11 @@ fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
         is_causal: true,
     };
     if q.is_autodiff() {
-        Tensor::from_inner(attention(
-            q.inner(),
-            k.inner(),
-            v.inner(),
-            None,
-            None,
-            options,
-        ))
+        let strategy = q.gradient_checkpointing_strategy();
+        lift(
+            attention(q.inner(), k.inner(), v.inner(), None, None, options),
+            strategy,
+        )
     } else {
         attention(q, k, v, None, None, options)
     }
@@ -213,17 +268,17 @@ fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
 #[derive(Module, Debug)]
 pub struct Mlp {
     /// Gate projection, `[width, ffn]`.
-    pub gate_proj: Param<Tensor<2>>,
+    pub gate_proj: Linear,
     /// Up projection, `[width, ffn]`.
-    pub up_proj: Param<Tensor<2>>,
+    pub up_proj: Linear,
     /// Down projection, `[ffn, width]`.
-    pub down_proj: Param<Tensor<2>>,
+    pub down_proj: Linear,
 }
 
 impl Mlp {
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let gate = silu(x.clone().matmul(self.gate_proj.val()));
-        (gate * x.matmul(self.up_proj.val())).matmul(self.down_proj.val())
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
     }
 }
 
@@ -269,7 +324,9 @@ impl KvCache {
     }
 }
 
-/// A Llama-family causal language model (`LlamaForCausalLM`).
+/// A causal language model of any supported [`crate::config::Family`]: `LlamaForCausalLM`,
+/// `MistralForCausalLM`, `Qwen2ForCausalLM` or `Qwen3ForCausalLM`, as one type whose config
+/// switches on the family's differences (q/k/v biases, q/k norms, sliding window).
 #[derive(Module, Debug)]
 pub struct CausalLm {
     /// Token embedding, `[vocab, width]`.
@@ -301,23 +358,35 @@ impl CausalLm {
             config.num_attention_heads * config.head_dim,
             config.num_key_value_heads * config.head_dim,
         );
+        let linear = |input: usize, output: usize, bias: bool| {
+            let bias = bias.then(|| Param::from_tensor(Tensor::zeros([output], device)));
+            Linear::new(normal([input, output]), bias)
+        };
+        let family = config.family;
+        let head_norm = || {
+            family
+                .qk_norm()
+                .then(|| RmsNorm::new(config.head_dim, config.rms_norm_eps, device))
+        };
         let layers = (0..config.num_hidden_layers)
             .map(|_| DecoderLayer {
                 input_layernorm: RmsNorm::new(c, config.rms_norm_eps, device),
                 self_attn: Attention {
-                    q_proj: normal([c, q]),
-                    k_proj: normal([c, kv]),
-                    v_proj: normal([c, kv]),
-                    o_proj: normal([q, c]),
+                    q_proj: linear(c, q, family.qkv_bias()),
+                    k_proj: linear(c, kv, family.qkv_bias()),
+                    v_proj: linear(c, kv, family.qkv_bias()),
+                    o_proj: linear(q, c, false),
+                    q_norm: head_norm(),
+                    k_norm: head_norm(),
                     num_heads: config.num_attention_heads,
                     num_kv_heads: config.num_key_value_heads,
                     head_dim: config.head_dim,
                 },
                 post_attention_layernorm: RmsNorm::new(c, config.rms_norm_eps, device),
                 mlp: Mlp {
-                    gate_proj: normal([c, f]),
-                    up_proj: normal([c, f]),
-                    down_proj: normal([f, c]),
+                    gate_proj: linear(c, f, false),
+                    up_proj: linear(c, f, false),
+                    down_proj: linear(f, c, false),
                 },
             })
             .collect();
@@ -385,6 +454,7 @@ impl CausalLm {
         let rotary = Rotary::new(
             self.config.rope_theta,
             self.config.head_dim,
+            self.config.sliding_window,
             start,
             time,
             &device,
@@ -432,9 +502,10 @@ pub fn token_logps(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
     let probs = softmax(plain.clone(), 2);
     let log_norm = plain.clone().max_dim(2) - probs.clone().max_dim(2).log();
     let value = (plain.gather(2, targets.clone()) - log_norm).squeeze_dim::<2>(2);
+    let strategy = logits.gradient_checkpointing_strategy();
     if !logits.is_tracked() {
         return if logits.is_autodiff() {
-            Tensor::from_inner(value)
+            lift(value, strategy)
         } else {
             value
         };
@@ -442,10 +513,24 @@ pub fn token_logps(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
     let [batch, time, _] = logits.dims();
     let ones = Tensor::<3>::ones([batch, time, 1], &probs.device());
     let weights = probs.neg().scatter(2, targets, ones, IndexingUpdateOp::Add);
-    let surrogate = (logits * Tensor::from_inner(weights))
+    let surrogate = (logits * lift(weights, strategy))
         .sum_dim(2)
         .squeeze_dim::<2>(2);
-    surrogate.clone() - surrogate.detach() + Tensor::from_inner(value)
+    surrogate.clone() - surrogate.detach() + lift(value, strategy)
+}
+
+/// An inner (plain) tensor back on the autodiff side, with the gradient-checkpointing `strategy`
+/// of the tensors it will meet: `Tensor::from_inner` alone gives the default strategy, and burn
+/// refuses to mix strategies in one operation.
+fn lift<const D: usize>(
+    inner: Tensor<D>,
+    strategy: Option<GradientCheckpointingStrategy>,
+) -> Tensor<D> {
+    let lifted = Tensor::from_inner(inner);
+    match strategy {
+        Some(strategy) => lifted.with_gradient_checkpointing_strategy(strategy),
+        None => lifted,
+    }
 }
 
 /// Log-probability of every token after the first given the ones before it:

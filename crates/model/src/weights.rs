@@ -10,7 +10,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result, io_error};
-use crate::model::{Attention, DecoderLayer, CausalLm, Mlp, RmsNorm};
+use crate::model::{Attention, CausalLm, DecoderLayer, Linear, Mlp, RmsNorm};
 
 /// A dense f32 tensor on the host, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,54 +188,78 @@ impl CausalLm {
         );
         let q = config.num_attention_heads * config.head_dim;
         let kv = config.num_key_value_heads * config.head_dim;
-        let mut linear = |name: String, out: usize, input: usize| -> Result<Param<Tensor<2>>> {
-            Ok(param(
-                weights.take(&name, &[out, input])?.transposed(),
+        let family = config.family;
+        // `name` without `.weight`; the bias, when the family has one there, is `name.bias`.
+        let mut linear = |name: String, out: usize, input: usize, bias: bool| -> Result<Linear> {
+            let weight = param(
+                weights
+                    .take(&format!("{name}.weight"), &[out, input])?
+                    .transposed(),
                 device,
-            ))
+            );
+            let bias = if bias {
+                Some(param(
+                    weights.take(&format!("{name}.bias"), &[out])?,
+                    device,
+                ))
+            } else {
+                None
+            };
+            Ok(Linear::new(weight, bias))
         };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let p = format!("model.layers.{i}");
+            let qkv_bias = family.qkv_bias();
             let self_attn = Attention {
-                q_proj: linear(format!("{p}.self_attn.q_proj.weight"), q, c)?,
-                k_proj: linear(format!("{p}.self_attn.k_proj.weight"), kv, c)?,
-                v_proj: linear(format!("{p}.self_attn.v_proj.weight"), kv, c)?,
-                o_proj: linear(format!("{p}.self_attn.o_proj.weight"), c, q)?,
+                q_proj: linear(format!("{p}.self_attn.q_proj"), q, c, qkv_bias)?,
+                k_proj: linear(format!("{p}.self_attn.k_proj"), kv, c, qkv_bias)?,
+                v_proj: linear(format!("{p}.self_attn.v_proj"), kv, c, qkv_bias)?,
+                o_proj: linear(format!("{p}.self_attn.o_proj"), c, q, false)?,
+                q_norm: None,
+                k_norm: None,
                 num_heads: config.num_attention_heads,
                 num_kv_heads: config.num_key_value_heads,
                 head_dim: config.head_dim,
             };
             let mlp = Mlp {
-                gate_proj: linear(format!("{p}.mlp.gate_proj.weight"), f, c)?,
-                up_proj: linear(format!("{p}.mlp.up_proj.weight"), f, c)?,
-                down_proj: linear(format!("{p}.mlp.down_proj.weight"), c, f)?,
+                gate_proj: linear(format!("{p}.mlp.gate_proj"), f, c, false)?,
+                up_proj: linear(format!("{p}.mlp.up_proj"), f, c, false)?,
+                down_proj: linear(format!("{p}.mlp.down_proj"), c, f, false)?,
             };
             layers.push((p, self_attn, mlp));
         }
         let lm_head = if config.tie_word_embeddings {
             None
         } else {
-            Some(linear("lm_head.weight".into(), v, c)?)
+            Some(linear("lm_head".into(), v, c, false)?.weight)
         };
-        let mut norm = |name: String| -> Result<RmsNorm> {
+        let mut norm = |name: String, width: usize| -> Result<RmsNorm> {
             Ok(RmsNorm {
-                weight: param(weights.take(&name, &[c])?, device),
+                weight: param(weights.take(&name, &[width])?, device),
                 eps: config.rms_norm_eps,
             })
         };
         let layers = layers
             .into_iter()
-            .map(|(p, self_attn, mlp)| {
+            .map(|(p, mut self_attn, mlp)| {
+                if family.qk_norm() {
+                    let d = config.head_dim;
+                    self_attn.q_norm = Some(norm(format!("{p}.self_attn.q_norm.weight"), d)?);
+                    self_attn.k_norm = Some(norm(format!("{p}.self_attn.k_norm.weight"), d)?);
+                }
                 Ok(DecoderLayer {
-                    input_layernorm: norm(format!("{p}.input_layernorm.weight"))?,
+                    input_layernorm: norm(format!("{p}.input_layernorm.weight"), c)?,
                     self_attn,
-                    post_attention_layernorm: norm(format!("{p}.post_attention_layernorm.weight"))?,
+                    post_attention_layernorm: norm(
+                        format!("{p}.post_attention_layernorm.weight"),
+                        c,
+                    )?,
                     mlp,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let final_norm = norm("model.norm.weight".into())?;
+        let final_norm = norm("model.norm.weight".into(), c)?;
         let embed_tokens = param(weights.take("model.embed_tokens.weight", &[v, c])?, device);
         Ok(Self {
             embed_tokens,
@@ -263,7 +287,7 @@ impl CausalLm {
             let p = format!("model.layers.{i}");
             let a = &layer.self_attn;
             let m = &layer.mlp;
-            for (name, weight) in [
+            for (name, linear) in [
                 ("self_attn.q_proj", &a.q_proj),
                 ("self_attn.k_proj", &a.k_proj),
                 ("self_attn.v_proj", &a.v_proj),
@@ -272,7 +296,18 @@ impl CausalLm {
                 ("mlp.up_proj", &m.up_proj),
                 ("mlp.down_proj", &m.down_proj),
             ] {
-                out.push((format!("{p}.{name}.weight"), host(weight).transposed()));
+                out.push((
+                    format!("{p}.{name}.weight"),
+                    host(&linear.weight).transposed(),
+                ));
+                if let Some(bias) = &linear.bias {
+                    out.push((format!("{p}.{name}.bias"), host(bias)));
+                }
+            }
+            for (name, norm) in [("q_norm", &a.q_norm), ("k_norm", &a.k_norm)] {
+                if let Some(norm) = norm {
+                    out.push((format!("{p}.self_attn.{name}.weight"), host(&norm.weight)));
+                }
             }
             out.push((
                 format!("{p}.input_layernorm.weight"),

@@ -4,10 +4,11 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
-use softalign_model::{KvCache, ModelConfig, CausalLm, next_token_logps};
+use softalign_model::{CausalLm, KvCache, ModelConfig, next_token_logps};
 
 fn tiny(tied: bool) -> ModelConfig {
     ModelConfig {
+        family: softalign_model::Family::Llama,
         vocab_size: 40,
         hidden_size: 24,
         intermediate_size: 36,
@@ -21,6 +22,7 @@ fn tiny(tied: bool) -> ModelConfig {
         max_position_embeddings: 64,
         bos_token_id: None,
         eos_token_ids: vec![],
+        sliding_window: None,
     }
 }
 

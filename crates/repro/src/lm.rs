@@ -26,7 +26,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use softalign_model::{ModelConfig, CausalLm, token_logps};
+use softalign_model::{CausalLm, ModelConfig, token_logps};
 use softalign_optim::{AdamWConfig, AdoptConfig, OptimizerKind, WeightDecay};
 use softalign_plot::{Figure, Panel, Series};
 
@@ -101,6 +101,7 @@ impl LmConfig {
     pub fn model_config(&self) -> ModelConfig {
         let head_dim = 32.min(self.width);
         ModelConfig {
+            family: softalign_model::Family::Llama,
             vocab_size: 256,
             hidden_size: self.width,
             intermediate_size: 3 * self.width,
@@ -114,6 +115,7 @@ impl LmConfig {
             max_position_embeddings: self.seq_len,
             bos_token_id: None,
             eos_token_ids: Vec::new(),
+            sliding_window: None,
         }
     }
 

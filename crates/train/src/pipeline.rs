@@ -83,6 +83,9 @@ pub struct TrainSettings {
     pub progress: bool,
     /// Resume from this checkpoint or output folder.
     pub resume: Option<PathBuf>,
+    /// Recompute activations in the backward pass instead of keeping them (less memory, more
+    /// compute; the gradients are the same).
+    pub gradient_checkpointing: bool,
 }
 
 impl TrainSettings {
@@ -120,6 +123,7 @@ impl TrainSettings {
             seed: 0,
             progress: true,
             resume: None,
+            gradient_checkpointing: false,
         }
     }
 
@@ -238,7 +242,10 @@ pub struct RunReport {
 
 fn load_model(settings: &TrainSettings, notify: &mut dyn FnMut(&str)) -> Result<Pretrained> {
     let started = Instant::now();
-    let loaded = load_pretrained(&settings.model, &Device::default().autodiff())?;
+    let mut loaded = load_pretrained(&settings.model, &Device::default().autodiff())?;
+    loaded.model = loaded
+        .model
+        .with_gradient_checkpointing(settings.gradient_checkpointing);
     let c = &loaded.model.config;
     notify(&format!(
         "model: {} ({} layers, width {}, vocabulary {}) loaded in {:.1} s",

@@ -184,6 +184,7 @@ fn tiny_llama_gguf(
     wrong_shape: Option<&str>,
 ) -> (Vec<u8>, WeightMap, ModelConfig) {
     let config = ModelConfig {
+        family: crate::config::Family::Llama,
         vocab_size: 98,
         hidden_size: 16,
         intermediate_size: 24,
@@ -197,6 +198,7 @@ fn tiny_llama_gguf(
         max_position_embeddings: 64,
         bos_token_id: Some(1),
         eos_token_ids: vec![0],
+        sliding_window: None,
     };
     let mut seed = 12345u64;
     let mut random = |n: usize| -> Vec<f32> {

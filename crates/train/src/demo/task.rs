@@ -157,6 +157,7 @@ pub fn tokenizer() -> Result<TextTokenizer> {
 /// The demo's tiny Llama: 2 blocks, width 64, 4 heads of 16, SwiGLU width 192, tied embeddings.
 pub fn model_config() -> ModelConfig {
     ModelConfig {
+        family: softalign_model::Family::Llama,
         vocab_size: VOCAB_SIZE,
         hidden_size: 64,
         intermediate_size: 192,
@@ -170,5 +171,6 @@ pub fn model_config() -> ModelConfig {
         max_position_embeddings: 32,
         bos_token_id: None,
         eos_token_ids: vec![EOS_ID],
+        sliding_window: None,
     }
 }
