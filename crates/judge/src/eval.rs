@@ -11,7 +11,7 @@ use std::time::Instant;
 use burn::tensor::{Device, TensorData};
 use serde::Serialize;
 use softalign_data::{Format, LoadOptions, PreferencePair, ValidationPolicy};
-use softalign_model::{GenerationConfig, CausalLm, Pretrained, Sampling, generate};
+use softalign_model::{CausalLm, GenerationConfig, Pretrained, Sampling, generate};
 use softalign_pref::{preference_accuracy, preference_margin, sequence_logps};
 use softalign_train::encode::Encoder;
 use softalign_train::progress_bar;
@@ -201,11 +201,7 @@ pub fn greedy_responses(
 }
 
 /// Sequence log-probabilities `[chosen, rejected]` of each encoded pair under `model`.
-fn pair_logps(
-    model: &CausalLm,
-    pairs: &[softalign_train::EncodedPair],
-    pad: u32,
-) -> Vec<[f64; 2]> {
+fn pair_logps(model: &CausalLm, pairs: &[softalign_train::EncodedPair], pad: u32) -> Vec<[f64; 2]> {
     let device = model.embed_tokens.val().device();
     let mut out = Vec::with_capacity(pairs.len());
     for chunk in pairs.chunks(4) {

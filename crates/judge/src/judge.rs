@@ -18,7 +18,7 @@ use std::path::Path;
 use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 use softalign_data::{Prompt, Role};
-use softalign_model::{ChatMessage, KvCache, CausalLm, Pretrained, TextTokenizer};
+use softalign_model::{CausalLm, ChatMessage, KvCache, Pretrained, TextTokenizer};
 use softalign_pref::sequence_logps;
 use softalign_train::SequenceBatch;
 

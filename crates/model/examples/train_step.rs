@@ -24,7 +24,7 @@ use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use softalign_model::{ModelConfig, CausalLm, next_token_logps};
+use softalign_model::{CausalLm, ModelConfig, next_token_logps};
 
 const SEQUENCES: usize = 4;
 const LENGTH: usize = 256;

@@ -117,7 +117,7 @@ impl ModelConfig {
         if self.rope_theta.is_nan() || self.rope_theta <= 0.0 {
             return Err(fail("rope_theta", "must be positive".into()));
         }
-        Ok(())
+        crate::guard::check_products(self, path)
     }
 
     /// Reads a Hugging Face `config.json`, as transformers 4 writes it (`rope_theta` at the top
