@@ -89,7 +89,7 @@ pub struct TrainFlags {
     #[arg(long)]
     pub grad_accum: Option<usize>,
     /// Clip the global gradient norm to this; 0 turns clipping off [default 1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub max_grad_norm: Option<f64>,
     /// Evaluate every N steps; 0: before and after training only [default 0].
     #[arg(long)]
@@ -187,6 +187,10 @@ pub struct AlignArgs {
     /// output folder's config.toml supplies the settings.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Replace the run that --out already holds (its config, metrics, figures, checkpoints and
+    /// model; other files stay); without it such a folder is refused.
+    #[arg(long)]
+    overwrite: bool,
     #[command(flatten)]
     online: crate::online::OnlineFlags,
 }
@@ -271,6 +275,11 @@ impl TrainFlags {
         }
         s.max_steps = self.max_steps.or(s.max_steps);
         if let Some(norm) = self.max_grad_norm {
+            if !(norm.is_finite() && norm >= 0.0) {
+                bail!(
+                    "--max-grad-norm: must be positive and finite, or 0 for no clipping; got {norm}"
+                );
+            }
             s.max_grad_norm = (norm != 0.0).then_some(norm);
         }
         let max_length = self.max_length.unwrap_or(s.truncation.max_length);
@@ -284,11 +293,13 @@ impl TrainFlags {
     }
 
     /// The flags that reproduce `s` (every value present), for config.toml.
+    /// Paths are made absolute, so that `--resume` from any directory finds the same files.
     pub fn resolved(s: &TrainSettings) -> Self {
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         Self {
-            model: Some(s.model.clone()),
-            data: Some(s.data.clone()),
-            out: Some(s.out_dir.clone()),
+            model: Some(absolute(&s.model)),
+            data: Some(absolute(&s.data)),
+            out: Some(absolute(&s.out_dir)),
             format: Some(s.format.map_or("auto".into(), |f| f.name().into())),
             skip_invalid: s.validation == ValidationPolicy::Skip,
             label_temperature: Some(s.label_temperature),
@@ -376,26 +387,127 @@ impl LossFlags {
     }
 }
 
-/// Reads a TOML config file, rejecting keys outside `known`.
-pub fn read_config(path: &Path, known: &[&[&str]]) -> Result<toml::Table> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| anyhow!("{}: {}", path.display(), e.message()))?;
-    for key in table.keys() {
-        if !known.iter().any(|keys| keys.contains(&key.as_str())) {
-            bail!("{}: {key}: unknown setting", path.display());
-        }
-    }
-    Ok(table)
+/// A TOML config file, parsed, with its text kept so that errors can name the line.
+pub struct ConfigFile {
+    path: PathBuf,
+    text: String,
 }
 
-/// Deserializes one layer of flags from a config table.
-pub fn layer<T: serde::de::DeserializeOwned>(path: &Path, table: &toml::Table) -> Result<T> {
-    table
-        .clone()
-        .try_into()
-        .map_err(|e: toml::de::Error| anyhow!("{}: {}", path.display(), e.message()))
+impl ConfigFile {
+    /// `FILE:LINE: KEY: PROBLEM` for an error of the toml crate (the key is the one on the line
+    /// the error points at, when there is one).
+    fn error(&self, error: &toml::de::Error) -> anyhow::Error {
+        let at = error
+            .span()
+            .map_or(0, |span| span.start.min(self.text.len()));
+        let line = self.text[..at].matches('\n').count() + 1;
+        let key = self
+            .text
+            .lines()
+            .nth(line - 1)
+            .and_then(|l| l.split_once('='))
+            .map(|(key, _)| format!("{}: ", key.trim()))
+            .unwrap_or_default();
+        anyhow!(
+            "{}:{line}: {key}{}",
+            self.path.display(),
+            error.message().trim_end()
+        )
+    }
+}
+
+/// Reads a TOML config file, rejecting keys outside `known`.
+pub fn read_config(path: &Path, known: &[&[&str]]) -> Result<ConfigFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let file = ConfigFile {
+        path: path.to_path_buf(),
+        text,
+    };
+    let table: toml::Table = file.text.parse().map_err(|e| file.error(&e))?;
+    for key in table.keys() {
+        if !known.iter().any(|keys| keys.contains(&key.as_str())) {
+            let line = file
+                .text
+                .lines()
+                .position(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+                .map_or(String::new(), |i| format!(":{}", i + 1));
+            bail!("{}{line}: {key}: unknown setting", path.display());
+        }
+    }
+    Ok(file)
+}
+
+/// Deserializes one layer of flags from a config file.
+pub fn layer<T: serde::de::DeserializeOwned>(file: &ConfigFile) -> Result<T> {
+    toml::from_str(&file.text).map_err(|e| file.error(&e))
+}
+
+/// The run folder that `--resume PATH` continues: PATH itself, or for a checkpoint
+/// (`OUT/checkpoints/step-N`) its output folder. A missing path or a plain file is refused here,
+/// naming the flag.
+pub fn resume_run_dir(resume: &Path) -> Result<PathBuf> {
+    if !resume.exists() {
+        bail!("--resume {}: no such folder", resume.display());
+    }
+    if !resume.is_dir() {
+        bail!(
+            "--resume {}: not a folder; give a run's output folder or one of its checkpoints",
+            resume.display()
+        );
+    }
+    Ok(resume_out_dir(resume))
+}
+
+/// Layers the resumed run's saved settings under `train`. The continuation writes into the run's
+/// own folder (wherever the command is run from), or into `--out` when one is given (a fork
+/// from a checkpoint).
+pub fn resume_layers(
+    resume: &Path,
+    known: &[&[&str]],
+    train: &mut TrainFlags,
+    mut more: impl FnMut(&ConfigFile) -> Result<()>,
+) -> Result<()> {
+    let run_dir = resume_run_dir(resume)?;
+    let out = train.out.take().unwrap_or_else(|| run_dir.clone());
+    let saved = config_path(&run_dir);
+    if saved.is_file() {
+        let file = read_config(&saved, known)?;
+        train.fill_from(&layer(&file)?);
+        more(&file)?;
+    }
+    train.out = Some(out);
+    Ok(())
+}
+
+/// Readies the output folder of a fresh run (refusing one that holds another run unless
+/// `overwrite`) and writes its `config.toml`. Returns whether the folder was created here.
+pub fn start_run(out: &Path, fresh: bool, overwrite: bool, config: &str) -> Result<bool> {
+    if fresh {
+        softalign_train::run_dir::claim_out_dir(out, overwrite)?;
+    }
+    let created = !out.exists();
+    write_atomic(&config_path(out), config)?;
+    Ok(created)
+}
+
+/// After a run failed before training began (bad data, a model that does not load), removes
+/// what [`start_run`] wrote: the `config.toml`, and the folder if it was created for the run and
+/// is empty now. A run that wrote anything else (checkpoints, metrics) is left as it is.
+pub fn abandon_unstarted_run(out: &Path, created: bool) {
+    let others = std::fs::read_dir(out)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .any(|e| e.file_name() != "config.toml")
+        })
+        .unwrap_or(true);
+    if others {
+        return;
+    }
+    let _ = std::fs::remove_file(config_path(out));
+    if created {
+        let _ = std::fs::remove_dir(out);
+    }
 }
 
 /// The output folder a `--resume` path belongs to: the folder itself, or for a checkpoint
@@ -513,11 +625,12 @@ pub fn run(args: AlignArgs) -> Result<()> {
         mut loss,
         config,
         resume,
+        overwrite,
         online,
     } = args;
     if online.online {
-        if config.is_some() || resume.is_some() {
-            bail!("--online takes neither --config nor --resume");
+        if config.is_some() || resume.is_some() || overwrite {
+            bail!("--online takes none of --config, --resume and --overwrite");
         }
         return crate::online::run(&train, &loss, &online);
     }
@@ -527,19 +640,15 @@ pub fn run(args: AlignArgs) -> Result<()> {
         return run_demo_command(&train, &loss);
     }
     if let Some(path) = &config {
-        let table = read_config(path, &[TRAIN_KEYS, LOSS_KEYS])?;
-        train.fill_from(&layer(path, &table)?);
-        loss.fill_from(&layer(path, &table)?);
+        let file = read_config(path, &[TRAIN_KEYS, LOSS_KEYS])?;
+        train.fill_from(&layer(&file)?);
+        loss.fill_from(&layer(&file)?);
     }
     if let Some(resume) = &resume {
-        let saved = config_path(&resume_out_dir(resume));
-        if saved.is_file() {
-            let table = read_config(&saved, &[TRAIN_KEYS, LOSS_KEYS])?;
-            train.fill_from(&layer(&saved, &table)?);
-            loss.fill_from(&layer(&saved, &table)?);
-        } else if train.out.is_none() {
-            train.out = Some(resume_out_dir(resume));
-        }
+        resume_layers(resume, &[TRAIN_KEYS, LOSS_KEYS], &mut train, |file| {
+            loss.fill_from(&layer(file)?);
+            Ok(())
+        })?;
     }
     let mut settings = train.settings(1e-6)?;
     settings.resume = resume;
@@ -555,11 +664,17 @@ pub fn run(args: AlignArgs) -> Result<()> {
     resolved.extend(toml::Table::try_from(LossFlags::resolved(
         &pref_loss, reference,
     ))?);
-    write_atomic(&config_path(&out), &toml::to_string(&resolved)?)?;
+    let created = start_run(
+        &out,
+        settings.train.resume.is_none(),
+        overwrite,
+        &toml::to_string(&resolved)?,
+    )?;
     let stop = stop_flag();
     let report = run_align(&settings, Some(stop), &mut |line| {
         eprintln!("softalign: {line}")
     })
+    .inspect_err(|_| abandon_unstarted_run(&out, created))
     .map_err(report_error)?;
     println!("config {}", config_path(&out).display());
     print_report("align", &out, &report);

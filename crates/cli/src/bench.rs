@@ -36,7 +36,21 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Bytes per parameter the optimizer benchmark holds at its peak: θ, g, m, v (and AMSGrad's
+/// maximum) for our kernels, plus the temporaries of burn's composed AdamW, all f32.
+const BENCH_BYTES_PER_PARAM: u64 = 10 * 4;
+
 fn optim(params: usize, repeats: usize, json: bool) -> anyhow::Result<()> {
+    let needed = params as u64 * BENCH_BYTES_PER_PARAM;
+    if let Some(total) = softalign_model::memory::total_bytes()
+        && needed > total
+    {
+        anyhow::bail!(
+            "--params {params}: the benchmark needs about {:.1} GB ({BENCH_BYTES_PER_PARAM} bytes per parameter), more than this machine's {:.1} GB",
+            needed as f64 / 1e9,
+            total as f64 / 1e9
+        );
+    }
     let threads = rayon::current_num_threads();
     let mut results = vec![measure_bandwidth(params, repeats)];
     for optimizer in BenchOptimizer::ALL {

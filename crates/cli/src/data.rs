@@ -94,6 +94,13 @@ fn check(args: CheckArgs) -> Result<()> {
     out.flush()?;
     if !loaded.problems.is_empty() {
         let problems = loaded.problems.len();
+        if loaded.records == 0 {
+            bail!(
+                "{}: no records could be read ({problems} problem{}); a JSON file holds one array of records, a JSONL file one record object per line",
+                args.file.display(),
+                if problems == 1 { "" } else { "s" }
+            );
+        }
         bail!(
             "{}: {} of {} records invalid ({problems} problem{})",
             args.file.display(),

@@ -52,9 +52,32 @@ enum Command {
     Eval(eval::EvalArgs),
 }
 
+/// Exit status of bad input and failed commands.
+const EXIT_ERROR: i32 = 2;
+/// Exit status of a training run stopped by a non-finite loss, gradient or weight.
+const EXIT_NON_FINITE: i32 = 3;
+/// Exit status of a panic: a bug, never an answer to input (tests treat it as a failure).
+const EXIT_PANIC: i32 = 101;
+
 fn main() {
     softalign_model::keep_freed_memory();
-    let cli = Cli::parse();
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map_or(String::new(), |l| format!(" at {}:{}", l.file(), l.line()));
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        eprintln!("softalign: internal error (a bug; please report it){location}: {message}");
+        std::process::exit(EXIT_PANIC);
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => exit_on_usage_error(error),
+    };
     let result = match cli.command {
         Command::Repro(command) => repro::run(command),
         Command::Bench(command) => bench::run(command),
@@ -69,6 +92,35 @@ fn main() {
     if let Err(error) = result {
         // One line: the chain of causes joined by ": ".
         eprintln!("softalign: error: {error:#}");
-        std::process::exit(2);
+        let non_finite = matches!(
+            error.downcast_ref::<softalign_train::TrainError>(),
+            Some(softalign_train::TrainError::NonFinite { .. })
+        );
+        std::process::exit(if non_finite {
+            EXIT_NON_FINITE
+        } else {
+            EXIT_ERROR
+        });
     }
+}
+
+/// Help and version go to stdout with status 0; a usage error is one `softalign: error:` line
+/// (clap's first line, which names the flag) and status 2.
+fn exit_on_usage_error(error: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        error.exit();
+    }
+    if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = error.print();
+        std::process::exit(EXIT_ERROR);
+    }
+    let rendered = error.render().to_string();
+    let first = rendered.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("softalign: error: {first} (see softalign --help)");
+    std::process::exit(EXIT_ERROR);
 }

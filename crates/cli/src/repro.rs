@@ -14,8 +14,9 @@ pub enum ReproCommand {
         /// Steps per chain.
         #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
         steps: u64,
-        /// Independent chains per (optimizer, k, β₂).
-        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+        /// Independent chains per (optimizer, k, β₂), at most 100000 (the cells run one per
+        /// thread, each holding its chains' states and trajectories).
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
         chains: u64,
         /// Seed of the gradient draws.
         #[arg(long, default_value_t = 0)]

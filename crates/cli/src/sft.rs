@@ -8,8 +8,8 @@ use clap::Args;
 use softalign_train::{config_path, run_sft};
 
 use crate::align::{
-    TRAIN_KEYS, TrainFlags, layer, print_report, read_config, report_error, resume_out_dir,
-    stop_flag, write_atomic,
+    TRAIN_KEYS, TrainFlags, abandon_unstarted_run, layer, print_report, read_config, report_error,
+    resume_layers, start_run, stop_flag,
 };
 
 /// Flags of `softalign sft`.
@@ -23,6 +23,10 @@ pub struct SftArgs {
     /// Continue from a checkpoint folder, or from an output folder's newest checkpoint.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Replace the run that --out already holds (its config, metrics, figures, checkpoints and
+    /// model; other files stay); without it such a folder is refused.
+    #[arg(long)]
+    overwrite: bool,
 }
 
 /// Runs `softalign sft`.
@@ -31,29 +35,28 @@ pub fn run(args: SftArgs) -> Result<()> {
         mut train,
         config,
         resume,
+        overwrite,
     } = args;
     if let Some(path) = &config {
-        train.fill_from(&layer(path, &read_config(path, &[TRAIN_KEYS])?)?);
+        train.fill_from(&layer(&read_config(path, &[TRAIN_KEYS])?)?);
     }
     if let Some(resume) = &resume {
-        let saved = config_path(&resume_out_dir(resume));
-        if saved.is_file() {
-            train.fill_from(&layer(&saved, &read_config(&saved, &[TRAIN_KEYS])?)?);
-        } else if train.out.is_none() {
-            train.out = Some(resume_out_dir(resume));
-        }
+        resume_layers(resume, &[TRAIN_KEYS], &mut train, |_| Ok(()))?;
     }
     let mut settings = train.settings(2e-5)?;
     settings.resume = resume;
     settings.validate()?;
     let out = settings.out_dir.clone();
-    write_atomic(
-        &config_path(&out),
+    let created = start_run(
+        &out,
+        settings.resume.is_none(),
+        overwrite,
         &toml::to_string(&TrainFlags::resolved(&settings))?,
     )?;
     let report = run_sft(&settings, Some(stop_flag()), &mut |line| {
         eprintln!("softalign: {line}")
     })
+    .inspect_err(|_| abandon_unstarted_run(&out, created))
     .map_err(report_error)?;
     println!("config {}", config_path(&out).display());
     print_report("sft", &out, &report);

@@ -4,17 +4,11 @@
 
 mod common;
 
-use common::{dir, softalign, stderr};
+use common::{dir, s, softalign, stderr, tiny_model, tiny_pairs};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use burn::module::Module;
 use burn::tensor::Device;
-use softalign_train::demo::{seeded_model, task};
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 #[test]
 fn strict_mode_reports_every_bad_record_and_exits_2() {
@@ -95,29 +89,11 @@ fn bad_flags_and_config_keys_are_one_line_errors_with_status_2() {
     );
 }
 
-/// A tiny random Llama with the demo's tokenizer, saved in Hugging Face layout.
-fn tiny_model(dir: &Path) -> PathBuf {
-    let path = dir.join("tiny-model");
-    let model = seeded_model(&task::model_config(), 4, &Device::default()).unwrap();
-    softalign_model::save_pretrained(&model.valid(), &task::tokenizer().unwrap(), &path).unwrap();
-    path
-}
-
 #[test]
 fn a_tiny_model_aligns_resumes_bitwise_and_exports() {
     let dir = dir("align-tiny");
     let model = tiny_model(&dir);
-    let data = dir.join("pairs.jsonl");
-    let mut lines = String::new();
-    for n in (0..1000).step_by(25) {
-        let p = [(n / 100) as u8, (n / 10 % 10) as u8, (n % 10) as u8];
-        let prompt: String = p.iter().map(|d| char::from(b'0' + d)).collect();
-        lines.push_str(&format!(
-            "{{\"prompt\": \"{prompt}>\", \"chosen\": \"{}\", \"rejected\": \"{prompt}\", \"p_chosen\": 0.7}}\n",
-            task::correct_answer(&p)
-        ));
-    }
-    std::fs::write(&data, lines).unwrap();
+    let data = tiny_pairs(&dir);
     let config = dir.join("run.toml");
     std::fs::write(
         &config,

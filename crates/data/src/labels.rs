@@ -115,6 +115,13 @@ fn ratio(first: f64, second: f64, what: &str) -> Result<f64, ProblemKind> {
     if first < 0.0 || second < 0.0 {
         return Err(ProblemKind::Invalid(format!("{what} must be non-negative")));
     }
+    // Halving both is exact and keeps the sum finite when each is finite (two values near
+    // f64::MAX would otherwise sum to infinity, and x / ∞ = 0 would flip a tie into a label).
+    let (first, second) = if (first + second).is_finite() {
+        (first, second)
+    } else {
+        (first / 2.0, second / 2.0)
+    };
     let total = first + second;
     if total <= 0.0 {
         return Err(ProblemKind::Invalid(format!(
@@ -128,6 +135,14 @@ fn ratio(first: f64, second: f64, what: &str) -> Result<f64, ProblemKind> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn huge_counts_keep_their_ratio_instead_of_overflowing() {
+        assert_eq!(from_votes(1e308, 1e308), Ok(0.5));
+        assert_eq!(from_votes(f64::MAX, f64::MAX), Ok(0.5));
+        assert_eq!(from_score_ratio(1.5e308, 0.5e308), Ok(0.75));
+        assert_eq!(from_scores(1e308, -1e308, 1.0), Ok(1.0));
+    }
 
     #[test]
     fn sigmoid_is_stable_at_extremes() {

@@ -202,6 +202,25 @@ struct Written {
 /// a torn last line away, and returns what they hold.
 fn read_earlier(path: &Path, pairs: &[PreferencePair]) -> Result<Vec<Written>> {
     let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+    let (written, complete_bytes) = parse_earlier(path, &text, pairs)?;
+    if complete_bytes < text.len() {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_error(path))?;
+        file.set_len(complete_bytes as u64)
+            .map_err(io_error(path))?;
+    }
+    Ok(written)
+}
+
+/// The records of an earlier output `text` (of file `path`) that continue `pairs`, and the bytes
+/// their complete lines take; an error when the text is not such an output.
+fn parse_earlier(
+    path: &Path,
+    text: &str,
+    pairs: &[PreferencePair],
+) -> Result<(Vec<Written>, usize)> {
     let mut written = Vec::new();
     let mut complete_bytes = 0;
     for (index, line) in text.split_inclusive('\n').enumerate() {
@@ -262,15 +281,7 @@ fn read_earlier(path: &Path, pairs: &[PreferencePair]) -> Result<Vec<Written>> {
         });
         complete_bytes += line.len();
     }
-    if complete_bytes < text.len() {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(io_error(path))?;
-        file.set_len(complete_bytes as u64)
-            .map_err(io_error(path))?;
-    }
-    Ok(written)
+    Ok((written, complete_bytes))
 }
 
 /// Labels `settings.data` with `judge` into `settings.out` (see the module documentation).
@@ -297,6 +308,10 @@ pub fn label_file(
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     }
     if !partial.exists() && settings.out.exists() {
+        // Only a label file of this data is ours to continue; any other file is the user's and
+        // is left exactly as it is.
+        let text = std::fs::read_to_string(&settings.out).map_err(io_error(&settings.out))?;
+        parse_earlier(&settings.out, &text, &pairs)?;
         std::fs::rename(&settings.out, &partial).map_err(io_error(&settings.out))?;
     }
     let mut written = if partial.exists() {

@@ -226,7 +226,7 @@ impl ModelConfig {
                 ),
             ));
         }
-        Ok(())
+        crate::guard::check_products(self, path)
     }
 
     /// Reads a Hugging Face `config.json`, as transformers 4 writes it (`rope_theta` at the top

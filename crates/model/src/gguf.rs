@@ -188,6 +188,13 @@ impl<'a> Cursor<'a> {
         }
         Ok(n as usize)
     }
+    /// A count of items of at least `min_bytes` each, refused unless they fit in the rest of the
+    /// file (so no allocation is ever sized by a forged count).
+    fn count(&mut self, what: &str, min_bytes: u64) -> Result<usize> {
+        let n = self.u64(what)?;
+        let remaining = self.bytes.len() - self.pos;
+        layout::check_count(n, min_bytes, remaining).map_err(|p| self.bad(format!("{what}: {p}")))
+    }
     fn string(&mut self, what: &str) -> Result<String> {
         let n = self.len(what)?;
         let raw = self.take(n, what)?;
@@ -224,8 +231,8 @@ impl<'a> Cursor<'a> {
                     );
                 }
                 let item = self.u32(key)?;
-                let n = self.len(key)?;
-                let mut items = Vec::with_capacity(n.min(1 << 20));
+                let n = self.count(key, layout::min_value_bytes(item))?;
+                let mut items = Vec::with_capacity(n);
                 for _ in 0..n {
                     items.push(self.value(item, key, depth + 1)?);
                 }
@@ -264,8 +271,8 @@ impl GgufFile {
         if !(2..=3).contains(&version) {
             return Err(c.bad(format!("gguf version {version} is not supported (2 or 3)")));
         }
-        let tensor_count = c.len("the tensor count")?;
-        let kv_count = c.len("the metadata count")?;
+        let tensor_count = c.count("the tensor count", layout::MIN_TENSOR_ENTRY_BYTES)?;
+        let kv_count = c.count("the metadata count", layout::MIN_METADATA_ENTRY_BYTES)?;
         let mut metadata = BTreeMap::new();
         for _ in 0..kv_count {
             let key = c.string("a metadata key")?;
@@ -273,7 +280,7 @@ impl GgufFile {
             let value = c.value(kind, &key, 0)?;
             metadata.insert(key, value);
         }
-        let mut tensors = Vec::with_capacity(tensor_count.min(1 << 16));
+        let mut tensors = Vec::with_capacity(tensor_count);
         for _ in 0..tensor_count {
             let name = c.string("a tensor name")?;
             let rank = c.u32(&format!("tensor {name}"))? as usize;
@@ -294,18 +301,15 @@ impl GgufFile {
                 offset,
             });
         }
-        let alignment = metadata
-            .get("general.alignment")
-            .and_then(GgufValue::as_u64)
-            .unwrap_or(DEFAULT_ALIGNMENT)
-            .max(1);
-        let data_start = (c.pos as u64).div_ceil(alignment) * alignment;
+        let alignment =
+            layout::alignment(metadata.get("general.alignment")).map_err(|p| c.bad(p))?;
+        let data_start = layout::data_start(c.pos, alignment, bytes.len()).map_err(|p| c.bad(p))?;
         let file = GgufFile {
             path: path.to_path_buf(),
             version,
             metadata,
             tensors,
-            data_start: data_start as usize,
+            data_start,
             bytes,
         };
         for info in &file.tensors {
@@ -323,26 +327,9 @@ impl GgufFile {
 
     /// The bytes of one tensor, checked against the file's length and the block size.
     fn tensor_bytes(&self, info: &GgufTensorInfo) -> Result<&[u8]> {
-        let (per_block, block_bytes) = info.kind.block();
-        let inner = info.dims[0];
-        if !inner.is_multiple_of(per_block) {
-            return Err(self.bad(format!(
-                "tensor {}: innermost dimension {inner} is not a multiple of the {:?} block size {per_block}",
-                info.name, info.kind
-            )));
-        }
-        let count: usize = info.dims.iter().product();
-        let size = count / per_block * block_bytes;
-        let start = self.data_start as u64 + info.offset;
-        let end = start + size as u64;
-        if end > self.bytes.len() as u64 {
-            return Err(self.bad(format!(
-                "tensor {}: data at bytes {start}..{end} runs past the end of the file ({} bytes; truncated?)",
-                info.name,
-                self.bytes.len()
-            )));
-        }
-        Ok(&self.bytes[start as usize..end as usize])
+        let extent = layout::tensor_extent(info, self.data_start, self.bytes.len())
+            .map_err(|p| self.bad(p))?;
+        Ok(&self.bytes[extent])
     }
 
     /// The tensor called `name`, or a missing-tensor error naming the file.
@@ -445,7 +432,8 @@ impl GgufFile {
         };
         let vocab_size = match self.meta_usize(&key("vocab_size"))? {
             Some(n) => n,
-            None => self.tensor_info("token_embd.weight")?.dims[1],
+            None => layout::embedding_rows(self.tensor_info("token_embd.weight")?)
+                .map_err(|p| self.bad(p))?,
         };
         let token =
             |key: &str| -> Result<Option<u32>> { Ok(self.meta_usize(key)?.map(|n| n as u32)) };
@@ -542,6 +530,7 @@ impl GgufFile {
             config.intermediate_size,
             config.vocab_size,
         );
+        crate::guard::check_layers_fit(config, self.tensors.len(), &self.path)?;
         let q = config.num_attention_heads * config.head_dim;
         let kv = config.num_key_value_heads * config.head_dim;
         let mut wanted: Vec<(String, String, Vec<usize>, Option<usize>)> = vec![
@@ -745,8 +734,13 @@ pub fn dequantize(kind: GgmlType, raw: &[u8]) -> Vec<f32> {
     out
 }
 
+mod layout;
+
 #[cfg(test)]
 pub(crate) mod writer;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hostile;

@@ -37,6 +37,7 @@ pub mod config;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub mod guard;
 pub mod memory;
 pub mod model;
 pub mod score;
@@ -110,7 +111,7 @@ pub fn load_pretrained(path: &Path, device: &Device) -> Result<Pretrained> {
     let folder = if path.is_dir() {
         path.to_path_buf()
     } else if path.is_file() {
-        path.parent().unwrap_or(Path::new(".")).to_path_buf()
+        hf_folder_of_file(path)?
     } else {
         return Err(ModelError::Io {
             path: path.to_path_buf(),
@@ -120,11 +121,28 @@ pub fn load_pretrained(path: &Path, device: &Device) -> Result<Pretrained> {
     load_hf_folder(&folder, device)
 }
 
+/// The Hugging Face folder a file given as the model belongs to: one of the folder's own files
+/// (`config.json`, `tokenizer.json`, a `.safetensors` shard) names its folder; any other file is
+/// neither a GGUF nor part of a model folder.
+fn hf_folder_of_file(path: &Path) -> Result<PathBuf> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let is_model_file = name.ends_with(".safetensors")
+        || name.ends_with(".json") && path.with_file_name("config.json").is_file();
+    if !is_model_file {
+        return Err(ModelError::Format {
+            path: path.to_path_buf(),
+            problem: "neither a GGUF file nor a Hugging Face model folder (config.json, *.safetensors, tokenizer.json) or a file in one".into(),
+        });
+    }
+    Ok(path.parent().unwrap_or(Path::new(".")).to_path_buf())
+}
+
 /// Loads a GGUF file: configuration and tokenizer from its metadata, weights dequantised to f32.
 pub fn load_gguf(path: &Path, device: &Device) -> Result<Pretrained> {
     let file = GgufFile::read(path)?;
     let config = file.model_config()?;
     let tokenizer = file.vocabulary()?.to_tokenizer(path)?;
+    guard::check_token_ids(&tokenizer, &config, path)?;
     let weights = file.model_weights(&config)?;
     drop(file);
     let model = CausalLm::from_weights(&config, weights, device)?;
@@ -161,6 +179,7 @@ pub fn load_hf_folder(folder: &Path, device: &Device) -> Result<Pretrained> {
         }
     }
     let tokenizer = TextTokenizer::from_file(&folder.join("tokenizer.json"))?;
+    guard::check_token_ids(&tokenizer, &config, &folder.join("config.json"))?;
     let weights = WeightMap::read_hf_folder(folder)?;
     let model = CausalLm::from_weights(&config, weights, device)?;
     Ok(Pretrained {

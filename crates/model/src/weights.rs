@@ -113,13 +113,15 @@ impl WeightMap {
                     )));
                 }
             };
-            self.tensors.insert(
-                name,
-                HostTensor {
-                    shape: view.shape().to_vec(),
-                    data,
-                },
-            );
+            let tensor = HostTensor {
+                shape: view.shape().to_vec(),
+                data,
+            };
+            if self.tensors.insert(name.clone(), tensor).is_some() {
+                return Err(format(format!(
+                    "tensor {name} is also in another *.safetensors file of the folder"
+                )));
+            }
         }
         Ok(())
     }
@@ -181,6 +183,7 @@ impl CausalLm {
         device: &Device,
     ) -> Result<Self> {
         config.validate(&weights.source)?;
+        crate::guard::check_layers_fit(config, weights.tensors.len(), &weights.source)?;
         let (c, f, v) = (
             config.hidden_size,
             config.intermediate_size,

@@ -8,9 +8,11 @@
 //! `NAME.partial/` and renamed into place, so a reader (or a run killed mid-write) never sees a
 //! half-written checkpoint.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::optim::ModuleOptimizer;
+use burn::store::burn_pack::{Bytes, Reader};
 use burn::store::{BurnpackStore, ModuleSnapshot};
 
 /// File of the model's parameters inside a checkpoint folder.
@@ -106,6 +108,55 @@ pub fn save_training_state<M: ModuleSnapshot>(
     Ok(())
 }
 
+/// Refuses optimizer state that does not fit `model`: every state tensor (a moment, a maximum)
+/// must belong to one of the model's parameters and have its shape. burn itself would attach a
+/// differently shaped state to a parameter with the same id and train on silently.
+fn check_state_shapes<M: ModuleSnapshot>(
+    model: &M,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(), CheckpointError> {
+    let shapes: HashMap<u64, Vec<usize>> = model
+        .collect(None, None, false)
+        .into_iter()
+        .filter_map(|t| Some((t.param_id?, t.shape.to_vec())))
+        .collect();
+    let reader = Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
+        .and_then(Reader::into_tensors)
+        .map_err(|e| record(path, e))?;
+    for tensor in reader {
+        let Some(id) = tensor.param_id else {
+            return Err(record(
+                path,
+                format!("state tensor {} names no parameter", tensor.name),
+            ));
+        };
+        match shapes.get(&id) {
+            Some(shape) if shape.as_slice() == tensor.shape.as_slice() => {}
+            Some(shape) => {
+                return Err(record(
+                    path,
+                    format!(
+                        "state tensor {} has shape {:?} but its parameter has {shape:?}; the checkpoint is of a different model",
+                        tensor.name,
+                        tensor.shape.as_slice()
+                    ),
+                ));
+            }
+            None => {
+                return Err(record(
+                    path,
+                    format!(
+                        "state tensor {} belongs to no parameter of the model; the checkpoint is of a different model",
+                        tensor.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Load a checkpoint written by [`save_training_state`] into a freshly built `model` and
 /// optimizer (built from the same configuration as the saved ones).
 pub fn load_training_state<M: ModuleSnapshot>(
@@ -126,6 +177,7 @@ pub fn load_training_state<M: ModuleSnapshot>(
         .map_err(|e| record(&model_path, e))?;
     let optim_path = dir.join(OPTIMIZER_FILE);
     let bytes = std::fs::read(&optim_path).map_err(io(&optim_path))?;
+    check_state_shapes(&model, &bytes, &optim_path)?;
     let optim = optim
         .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| record(&optim_path, e))?;

@@ -160,12 +160,29 @@ pub fn save_checkpoint(
         objective_state(partial).map_err(|e| CheckpointError::Record {
             path: partial.to_path_buf(),
             message: e.to_string(),
-        })
+        })?;
+        crate::test_hook::reached("checkpoint");
+        Ok(())
     })?;
+    prune_checkpoints(out_dir, keep)?;
+    Ok(dir)
+}
+
+/// Removes all but the newest `keep` complete checkpoints, and any `.partial` or `.old` folder
+/// that an interrupted save or prune left behind. A checkpoint is renamed to `NAME.old` before it
+/// is deleted, so a kill in the middle of the deletion leaves a folder that no reader takes for a
+/// checkpoint and the next save removes.
+fn prune_checkpoints(out_dir: &Path, keep: usize) -> Result<()> {
+    let root = out_dir.join(CHECKPOINTS_DIR);
     let complete = list_checkpoints(out_dir);
     let excess = complete.len().saturating_sub(keep);
     for (_, old) in complete.into_iter().take(excess) {
-        std::fs::remove_dir_all(&old).map_err(io_error(&old))?;
+        let mut doomed = old.clone().into_os_string();
+        doomed.push(".old");
+        let doomed = PathBuf::from(doomed);
+        std::fs::rename(&old, &doomed).map_err(io_error(&old))?;
+        crate::test_hook::reached("prune");
+        std::fs::remove_dir_all(&doomed).map_err(io_error(&doomed))?;
     }
     if let Ok(entries) = std::fs::read_dir(&root) {
         for entry in entries.filter_map(|e| e.ok()) {
@@ -175,7 +192,7 @@ pub fn save_checkpoint(
             }
         }
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// Reads a checkpoint into a freshly built `model` (same architecture) and optimizer.

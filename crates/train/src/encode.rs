@@ -49,6 +49,8 @@ pub struct Encoder<'a> {
     end_id: u32,
     bos_prefix: Vec<u32>,
     truncation: Truncation,
+    /// Bytes of text that surely hold more than `max_length` tokens (see [`text_bound`]).
+    text_bound: usize,
     source: PathBuf,
     /// Examples cut by the truncation policy so far.
     pub truncated: usize,
@@ -89,6 +91,7 @@ impl<'a> Encoder<'a> {
             chat,
             end_id,
             bos_prefix,
+            text_bound: text_bound(tokenizer, truncation.max_length),
             truncation,
             source: source.to_path_buf(),
             truncated: 0,
@@ -106,15 +109,15 @@ impl<'a> Encoder<'a> {
             let messages: Vec<ChatMessage> = prompt
                 .to_messages()
                 .into_iter()
-                .map(|m| ChatMessage::new(m.role.as_str(), m.content))
+                .map(|m| ChatMessage::new(m.role.as_str(), tail(&m.content, self.text_bound)))
                 .collect();
             self.tokenizer.apply_chat_template(&messages, true)?
         } else {
             match prompt {
-                Prompt::Text(text) => text.clone(),
+                Prompt::Text(text) => tail(text, self.text_bound).to_string(),
                 Prompt::Chat(messages) => messages
                     .iter()
-                    .map(|m| m.content.as_str())
+                    .map(|m| tail(&m.content, self.text_bound))
                     .collect::<Vec<_>>()
                     .join("\n\n"),
             }
@@ -124,7 +127,7 @@ impl<'a> Encoder<'a> {
 
     /// A response's ids: the text without the tokenizer's BOS, then the end token.
     pub fn response_ids(&self, text: &str) -> Result<Vec<u32>> {
-        let mut ids = self.tokenizer.encode(text)?;
+        let mut ids = self.tokenizer.encode(head(text, self.text_bound))?;
         if !self.bos_prefix.is_empty() && ids.starts_with(&self.bos_prefix) {
             ids.drain(..self.bos_prefix.len());
         }
@@ -183,5 +186,62 @@ impl<'a> Encoder<'a> {
             response,
             source_line: line,
         })
+    }
+}
+
+/// Bytes of text that encode to more than `max_length` tokens whatever they hold: no token spans
+/// more bytes than the longest entry of the vocabulary (at least 4, a UTF-8 character that is
+/// unknown to it), so `(max_length + 8) × longest` bytes give more tokens than truncation keeps.
+/// Texts are cut to this before tokenizing: a 50 MB response would otherwise take gigabytes
+/// and tens of seconds to encode, only to be cut to `max_length` tokens.
+fn text_bound(tokenizer: &TextTokenizer, max_length: usize) -> usize {
+    let longest = tokenizer
+        .inner()
+        .get_vocab(true)
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    max_length.saturating_add(8).saturating_mul(longest)
+}
+
+/// The first at most `bound` bytes of `text`, cut at a character boundary (a response keeps its
+/// start under truncation).
+fn head(text: &str, bound: usize) -> &str {
+    if text.len() <= bound {
+        return text;
+    }
+    let mut end = bound;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The last at most `bound` bytes of `text`, cut at a character boundary (a prompt keeps its
+/// end under truncation).
+fn tail(text: &str, bound: usize) -> &str {
+    if text.len() <= bound {
+        return text;
+    }
+    let mut start = text.len() - bound;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_and_tail_cut_at_character_boundaries() {
+        assert_eq!(head("héllo", 2), "h");
+        assert_eq!(head("héllo", 3), "hé");
+        assert_eq!(tail("héllo", 4), "llo");
+        assert_eq!(tail("héllo", 5), "éllo");
+        assert_eq!(head("ab", 10), "ab");
     }
 }

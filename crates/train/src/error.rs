@@ -81,13 +81,24 @@ pub enum TrainError {
         /// What the plotting library reported.
         message: String,
     },
-    /// The loss became NaN or infinite.
-    #[error("step {step}: loss is not finite ({value}); lower the learning rate or check the data")]
+    /// The loss or the gradient became NaN or infinite. The run stops before the step is
+    /// applied; the state before it is saved as a checkpoint.
+    #[error(
+        "step {step} (data positions {first}..{end}): {what} is not finite ({value}); the last good state is in {kept}; lower the learning rate or check the data"
+    )]
     NonFinite {
-        /// The optimizer step.
+        /// The optimizer step (1-based) whose batch gave the value.
         step: usize,
-        /// The loss value.
+        /// `loss`, `gradient norm` or `the updated weights`.
+        what: &'static str,
+        /// The value.
         value: f64,
+        /// First position of the step's examples in the run's data stream ([`crate::example_at`]).
+        first: usize,
+        /// One past the last position.
+        end: usize,
+        /// Where the last good state is (a checkpoint, or that there is none).
+        kept: String,
     },
 }
 

@@ -24,9 +24,11 @@ pub mod metrics;
 pub mod objective;
 mod pipeline;
 mod progress;
+pub mod run_dir;
 mod schedule;
 pub mod sequence;
 pub mod sft_data;
+pub mod test_hook;
 mod trainer;
 
 pub use encode::PromptTemplate;

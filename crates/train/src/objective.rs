@@ -41,6 +41,9 @@ pub trait Objective: Sync {
     type Example: Sync;
     /// Per-example outputs of a forward pass, accumulated over micro-batches or evaluation batches.
     type Outputs: Default + Send;
+    /// Sequences one example runs through the model (a preference pair: chosen and rejected),
+    /// for the memory estimate of a batch.
+    const SEQUENCES_PER_EXAMPLE: usize = 1;
 
     /// Readies what [`Objective::shard_loss`] reads for the examples of `batch` (e.g. their
     /// reference log-probabilities).
@@ -303,6 +306,7 @@ struct CachedLogps {
 }
 
 impl Objective for PreferenceObjective {
+    const SEQUENCES_PER_EXAMPLE: usize = 2;
     type Example = EncodedPair;
     type Outputs = PreferenceOutputs;
 

@@ -8,13 +8,15 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::Device;
 use softalign_data::{Format, LoadOptions, ValidationPolicy, split_train_heldout};
-use softalign_model::{Pretrained, load_pretrained, save_pretrained};
+use softalign_model::{
+    CausalLm, ModelConfig, Pretrained, TextTokenizer, load_pretrained, save_pretrained,
+};
 use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
 
 use crate::checkpoint::find_checkpoint;
 use crate::encode::{Encoder, PromptTemplate};
-use crate::error::{Result, setting};
+use crate::error::{Result, io_error, setting};
 use crate::figures::write_figures;
 use crate::metrics::MetricRecord;
 use crate::objective::{Objective, PreferenceObjective, ReferenceMode, SftObjective};
@@ -186,8 +188,12 @@ impl TrainSettings {
     /// Steps of the run over `train_examples` examples.
     pub fn total_steps(&self, train_examples: usize) -> usize {
         self.max_steps.unwrap_or_else(|| {
-            let per_step = self.batch_size * self.grad_accum;
-            (self.epochs * train_examples).div_ceil(per_step).max(1)
+            // Validated not to overflow; an absurd epoch count saturates into a very long run.
+            let per_step = self.batch_size.saturating_mul(self.grad_accum).max(1);
+            self.epochs
+                .saturating_mul(train_examples)
+                .div_ceil(per_step)
+                .max(1)
         })
     }
 }
@@ -271,6 +277,7 @@ fn finish<O: Objective>(
     notify: &mut dyn FnMut(&str),
 ) -> Result<RunReport> {
     let started = Instant::now();
+    check_batch_memory(settings, &loaded.model.config, O::SEQUENCES_PER_EXAMPLE)?;
     let total = settings.total_steps(train.len());
     let loop_settings = settings.loop_settings(total, label);
     let resume = settings
@@ -310,11 +317,71 @@ fn finish<O: Objective>(
         .cloned();
     if !outcome.interrupted {
         let dir = settings.out_dir.join(MODEL_DIR);
-        save_pretrained(&outcome.model.valid(), &loaded.tokenizer, &dir)?;
+        export_model(&outcome.model.valid(), &loaded.tokenizer, &dir)?;
         report.exported = Some(dir);
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Refuses a micro-batch whose activations cannot fit in this machine's memory: about
+/// `batch × sequences × max-length × (3 × vocabulary + layers × (14 × width + 4 × FFN width))`
+/// f32 values (logits with their softmax and gradient, and each block's saved activations).
+/// The estimate is rough, but a batch beyond all of the memory can never run, and without this
+/// check it is killed by the kernel after minutes of swapping.
+fn check_batch_memory(
+    settings: &TrainSettings,
+    config: &ModelConfig,
+    sequences_per_example: usize,
+) -> Result<()> {
+    let per_token = 3 * config.vocab_size as u128
+        + config.num_hidden_layers as u128
+            * (14 * config.hidden_size as u128 + 4 * config.intermediate_size as u128);
+    let bytes = settings.batch_size as u128
+        * sequences_per_example as u128
+        * settings.truncation.max_length as u128
+        * per_token
+        * 4;
+    match softalign_model::memory::total_bytes() {
+        Some(total) if bytes > total as u128 => Err(setting(
+            "batch-size",
+            format!(
+                "a micro-batch of {} needs about {:.1} GB of activations at --max-length {}, more than this machine's {:.1} GB; lower --batch-size (use --grad-accum for the same step size)",
+                settings.batch_size,
+                bytes as f64 / 1e9,
+                settings.truncation.max_length,
+                total as f64 / 1e9
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Writes the model folder `dir` whole or not at all: into `DIR.partial/`, then renamed over
+/// `dir` (an earlier export moves to `DIR.old/` for the moment of the swap). A run killed during
+/// the export leaves the previous `dir` (or none) and a `.partial` folder the next export removes.
+fn export_model(model: &CausalLm, tokenizer: &TextTokenizer, dir: &Path) -> Result<()> {
+    let sibling = |suffix: &str| {
+        let mut name = dir.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let (partial, old) = (sibling(".partial"), sibling(".old"));
+    for leftover in [&partial, &old] {
+        if leftover.exists() {
+            std::fs::remove_dir_all(leftover).map_err(io_error(leftover))?;
+        }
+    }
+    save_pretrained(model, tokenizer, &partial)?;
+    crate::test_hook::reached("export");
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(io_error(dir))?;
+    }
+    std::fs::rename(&partial, dir).map_err(io_error(dir))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io_error(&old))?;
+    }
+    Ok(())
 }
 
 fn limit_eval<T>(mut eval: Vec<T>, limit: Option<usize>) -> Vec<T> {

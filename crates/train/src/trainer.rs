@@ -66,6 +66,15 @@ impl LoopSettings {
         if self.grad_accum == 0 {
             return Err(setting("grad-accum", "must be at least 1"));
         }
+        if self.batch_size.checked_mul(self.grad_accum).is_none() {
+            return Err(setting(
+                "grad-accum",
+                format!(
+                    "batch-size {} × grad-accum {} examples per step overflows",
+                    self.batch_size, self.grad_accum
+                ),
+            ));
+        }
         if self.eval_batch_size == 0 {
             return Err(setting("eval-batch-size", "must be at least 1"));
         }
@@ -163,6 +172,31 @@ impl ModuleVisitor for ScaleGrads<'_> {
     }
 }
 
+/// Whether every parameter of `model` is finite: a step can turn finite gradients into infinite
+/// weights (a learning rate of 1e30), which no loss would show before the next step.
+fn weights_finite(model: &CausalLm) -> bool {
+    struct Finite(bool);
+    impl ModuleVisitor for Finite {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if self.0 {
+                self.0 = param.val().is_finite().all().into_scalar::<bool>();
+            }
+        }
+    }
+    let mut visitor = Finite(true);
+    model.visit(&mut visitor);
+    visitor.0
+}
+
+/// The newest complete checkpoint of `out_dir`, described for an error message.
+fn newest_checkpoint(out_dir: &Path) -> String {
+    crate::checkpoint::list_checkpoints(out_dir)
+        .pop()
+        .map_or("no checkpoint (none was saved)".into(), |(_, p)| {
+            format!("checkpoint {}", p.display())
+        })
+}
+
 /// The global gradient norm `‖g‖₂` over all parameters of `model` together.
 pub fn global_grad_norm(model: &CausalLm, grads: &GradientsParams) -> f64 {
     let mut visitor = GradNorm {
@@ -238,6 +272,16 @@ pub fn train_loop<O: Objective>(model: CausalLm, run: Run<'_, O>) -> Result<Loop
     if run.train.is_empty() {
         return Err(setting("data", "no training examples"));
     }
+    if settings.batch_size > run.train.len() {
+        return Err(setting(
+            "batch-size",
+            format!(
+                "{} is more than the {} training examples",
+                settings.batch_size,
+                run.train.len()
+            ),
+        ));
+    }
     let total = settings.schedule.total_steps;
     let optimizer = settings
         .optimizer
@@ -306,17 +350,27 @@ pub fn train_loop<O: Objective>(model: CausalLm, run: Run<'_, O>) -> Result<Loop
             Some(max) => clip_global_grad_norm(&model, &mut grads, max),
             None => global_grad_norm(&model, &grads),
         };
-        model = optim.step(learning_rate, model, grads);
-        done = step + 1;
-
         let mut metrics = run.objective.metrics(&outputs);
         let loss = metrics.first().map_or(f64::NAN, |m| m.1);
-        if !loss.is_finite() {
+        if let Some((what, value)) = [("loss", loss), ("gradient norm", grad_norm)]
+            .into_iter()
+            .find(|(_, v)| !v.is_finite())
+        {
+            let checkpoint = save(&model, &optim, run.objective, settings, step, &history)?;
+            let kept = format!("checkpoint {}", checkpoint.display());
+            let per_step = settings.examples_per_step();
             return Err(TrainError::NonFinite {
-                step: done,
-                value: loss,
+                step: step + 1,
+                what,
+                value,
+                first: step * per_step,
+                end: (step + 1) * per_step,
+                kept,
             });
         }
+        model = optim.step(learning_rate, model, grads);
+        done = step + 1;
+        crate::test_hook::reached("step");
         metrics.push(("grad_norm", grad_norm));
         metrics.push(("learning_rate", learning_rate));
         let record = MetricRecord::new(done, "train", metrics);
@@ -430,6 +484,17 @@ fn save<O: Objective>(
     step: usize,
     history: &[MetricRecord],
 ) -> Result<PathBuf> {
+    if !weights_finite(model) {
+        let per_step = settings.examples_per_step();
+        return Err(TrainError::NonFinite {
+            step,
+            what: "the updated weights",
+            value: f64::NAN,
+            first: step.saturating_sub(1) * per_step,
+            end: step * per_step,
+            kept: newest_checkpoint(&settings.out_dir),
+        });
+    }
     let state = TrainerState {
         step,
         seed: settings.seed,

@@ -68,7 +68,7 @@ fn f16_and_bf16_tensors_widen() {
     assert_eq!(dequantize(GgmlType::Bf16, &raw), vec![1.0, -2.0]);
 }
 
-fn one_tensor_file(kind: GgmlType, dims: Vec<usize>, raw: Vec<u8>) -> Vec<u8> {
+pub(super) fn one_tensor_file(kind: GgmlType, dims: Vec<usize>, raw: Vec<u8>) -> Vec<u8> {
     let mut w = GgufWriter::default();
     w.meta("general.architecture", GgufValue::String("llama".into()));
     w.tensors.push(("t.weight".into(), dims, kind, raw));
@@ -179,7 +179,7 @@ fn unpermute_inverts_llama_cpp_permute() {
 /// A tiny Llama as a GGUF file, written the way llama.cpp's converter writes one: Q/K rows
 /// permuted, ggml dimension order, tokenizer metadata. Returns the file's bytes and the same
 /// weights in Hugging Face names.
-fn tiny_llama_gguf(
+pub(super) fn tiny_llama_gguf(
     skip: Option<&str>,
     wrong_shape: Option<&str>,
 ) -> (Vec<u8>, WeightMap, ModelConfig) {
@@ -350,7 +350,7 @@ fn tiny_llama_gguf(
     (w.to_bytes(), hf, config)
 }
 
-fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+pub(super) fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
     let path = std::env::temp_dir().join(format!("softalign-{}-{name}", std::process::id()));
     std::fs::write(&path, bytes).unwrap();
     path

@@ -13,6 +13,7 @@ pub(crate) struct GgufWriter {
 
 fn value_type(v: &GgufValue) -> u32 {
     match v {
+        GgufValue::Uint(n) if *n > u32::MAX as u64 => 10,
         GgufValue::Uint(_) => 4,
         GgufValue::Int(_) => 5,
         GgufValue::Float(_) => 6,
@@ -29,6 +30,7 @@ fn put_string(out: &mut Vec<u8>, s: &str) {
 
 fn put_value(out: &mut Vec<u8>, v: &GgufValue) {
     match v {
+        GgufValue::Uint(n) if *n > u32::MAX as u64 => out.extend(n.to_le_bytes()),
         GgufValue::Uint(n) => out.extend((*n as u32).to_le_bytes()),
         GgufValue::Int(n) => out.extend((*n as i32).to_le_bytes()),
         GgufValue::Float(x) => out.extend((*x as f32).to_le_bytes()),
