@@ -228,9 +228,7 @@ fn an_interrupted_run_resumes_to_the_same_file() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains(
-            "whole.jsonl.partial:1: cannot resume: its responses are not those of input record 1"
-        ),
+        err.contains("whole.jsonl:1: cannot resume: its responses are not those of input record 1"),
         "{err}"
     );
 }

@@ -26,21 +26,23 @@ pub fn required_tensor_count(config: &ModelConfig) -> Option<usize> {
         .checked_add(2 + head)
 }
 
-/// Refuses a configuration that needs more tensors than the weights hold (`available`), so
-/// that a forged layer count fails before anything is sized by it.
+/// Refuses a layer count the weights cannot possibly hold — more blocks than there are tensors —
+/// so that a forged `num_hidden_layers` fails before anything is sized by it. A count that is
+/// merely a few tensors short passes, so that loading names the exact tensor that is missing.
 pub fn check_layers_fit(config: &ModelConfig, available: usize, path: &Path) -> Result<()> {
-    match required_tensor_count(config) {
-        Some(needed) if needed <= available => Ok(()),
-        needed => Err(ModelError::Config {
-            path: path.to_path_buf(),
-            field: "num_hidden_layers".into(),
-            problem: format!(
-                "{} blocks need {} tensors but the weights hold only {available}",
-                config.num_hidden_layers,
-                needed.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string())
-            ),
-        }),
+    if config.num_hidden_layers <= available {
+        return Ok(());
     }
+    Err(ModelError::Config {
+        path: path.to_path_buf(),
+        field: "num_hidden_layers".into(),
+        problem: format!(
+            "{} blocks need {} tensors but the weights hold only {available}",
+            config.num_hidden_layers,
+            required_tensor_count(config)
+                .map_or_else(|| "more than 2^64".to_string(), |n| n.to_string())
+        ),
+    })
 }
 
 /// Refuses widths whose products overflow (`num_attention_heads × head_dim`, `vocab_size ×
