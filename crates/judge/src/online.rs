@@ -20,7 +20,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use softalign_data::Prompt;
 use softalign_model::{
-    GenerationConfig, CausalLm, Pretrained, Sampling, TextTokenizer, generate, save_pretrained,
+    CausalLm, GenerationConfig, Pretrained, Sampling, TextTokenizer, generate, save_pretrained,
 };
 use softalign_optim::OptimizerKind;
 use softalign_pref::{PrefLoss, orient_pair, sigmoid};

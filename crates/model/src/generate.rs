@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{ModelError, Result};
-use crate::model::{KvCache, CausalLm};
+use crate::model::{CausalLm, KvCache};
 use crate::tokenizer::TextTokenizer;
 
 /// How the next token is chosen from the logits.

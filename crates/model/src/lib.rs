@@ -31,6 +31,7 @@
 
 pub mod config;
 pub mod error;
+pub mod fused;
 pub mod generate;
 pub mod gguf;
 pub mod memory;
@@ -48,7 +49,7 @@ pub use error::{ModelError, Result};
 pub use generate::{GenerationConfig, Sampling, TextStream, generate, sample_token};
 pub use gguf::GgufFile;
 pub use memory::keep_freed_memory;
-pub use model::{KvCache, CausalLm, next_token_logps, token_logps};
+pub use model::{CausalLm, KvCache, next_token_logps, token_logps};
 pub use tokenizer::{ChatFormat, ChatMessage, TextTokenizer};
 pub use weights::{HostTensor, WeightMap};
 

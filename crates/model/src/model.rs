@@ -13,6 +13,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::config::ModelConfig;
+use crate::fused::{head_token_logps, rms_norm, swiglu};
 
 /// Root-mean-square normalisation with a learned gain: `x / √(mean(x²) + ε) · w`.
 #[derive(Module, Debug)]
@@ -31,8 +32,11 @@ impl RmsNorm {
         }
     }
 
-    /// Normalises each row of `x: [rows, width]`.
+    /// Normalises each row of `x: [rows, width]` (one fused pass on the CPU backend).
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        if let Some(normalised) = rms_norm(&x, &self.weight.val(), self.eps) {
+            return normalised;
+        }
         let inverse_rms = (x.clone().square().mean_dim(1) + self.eps).sqrt().recip();
         x * inverse_rms * self.weight.val().unsqueeze::<2>()
     }
@@ -222,8 +226,10 @@ pub struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let gate = silu(x.clone().matmul(self.gate_proj.val()));
-        (gate * x.matmul(self.up_proj.val())).matmul(self.down_proj.val())
+        let gate = x.clone().matmul(self.gate_proj.val());
+        let up = x.matmul(self.up_proj.val());
+        let hidden = swiglu(&gate, &up).unwrap_or_else(|| silu(gate) * up);
+        hidden.matmul(self.down_proj.val())
     }
 }
 
@@ -342,19 +348,19 @@ impl CausalLm {
     /// Log-probability of every token after the first given the ones before it,
     /// `tokens: [batch, time]` → `[batch, time − 1]`: the same values as
     /// `next_token_logps(self.forward(tokens.clone()), tokens)`, but the output head runs only on
-    /// the `time − 1` positions that predict a token, and the logits are never narrowed.
+    /// the `time − 1` positions that predict a token, and on the CPU backend in chunks of rows
+    /// ([`crate::fused::head_token_logps`]): no `[tokens, vocab]` logits of the whole batch.
     pub fn next_token_logps(&self, tokens: Tensor<2, Int>) -> Tensor<2> {
         let [batch, time] = tokens.dims();
         let width = self.config.hidden_size;
+        let rows = batch * (time - 1);
         let hidden = self
             .hidden_states(tokens.clone(), 0, None)
             .reshape([batch, time, width])
             .narrow(1, 0, time - 1)
-            .reshape([batch * (time - 1), width]);
-        let logits = self
-            .head(hidden)
-            .reshape([batch, time - 1, self.config.vocab_size]);
-        token_logps(logits, tokens.narrow(1, 1, time - 1))
+            .reshape([rows, width]);
+        let targets = tokens.narrow(1, 1, time - 1).reshape([rows]);
+        head_token_logps(hidden, self.head_weight(), targets).reshape([batch, time - 1])
     }
 
     /// Feeds `tokens: [batch, time]` after the positions already in `cache`, appends their keys
@@ -403,6 +409,14 @@ impl CausalLm {
             x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
         }
         self.norm.forward(x)
+    }
+
+    /// The output head in the embedding layout, `[vocab, width]` (a transposed view when untied).
+    fn head_weight(&self) -> Tensor<2> {
+        match &self.lm_head {
+            Some(head) => head.val().transpose(),
+            None => self.embed_tokens.val(),
+        }
     }
 
     /// Output head on `[rows, width]` hidden states → `[rows, vocab]` logits.

@@ -10,7 +10,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result, io_error};
-use crate::model::{Attention, DecoderLayer, CausalLm, Mlp, RmsNorm};
+use crate::model::{Attention, CausalLm, DecoderLayer, Mlp, RmsNorm};
 
 /// A dense f32 tensor on the host, row-major.
 #[derive(Debug, Clone, PartialEq)]

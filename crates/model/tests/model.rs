@@ -4,7 +4,7 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
-use softalign_model::{KvCache, ModelConfig, CausalLm, next_token_logps};
+use softalign_model::{CausalLm, KvCache, ModelConfig, next_token_logps};
 
 fn tiny(tied: bool) -> ModelConfig {
     ModelConfig {

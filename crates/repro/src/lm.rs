@@ -26,7 +26,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use softalign_model::{ModelConfig, CausalLm, token_logps};
+use softalign_model::{CausalLm, ModelConfig, token_logps};
 use softalign_optim::{AdamWConfig, AdoptConfig, OptimizerKind, WeightDecay};
 use softalign_plot::{Figure, Panel, Series};
 

@@ -175,11 +175,7 @@ pub fn global_grad_norm(model: &CausalLm, grads: &GradientsParams) -> f64 {
 
 /// Scales all gradients by `max_norm / norm` when the global norm exceeds `max_norm` (as
 /// `torch.nn.utils.clip_grad_norm_` does, with its 1e-6 guard). Returns the norm before clipping.
-pub fn clip_global_grad_norm(
-    model: &CausalLm,
-    grads: &mut GradientsParams,
-    max_norm: f64,
-) -> f64 {
+pub fn clip_global_grad_norm(model: &CausalLm, grads: &mut GradientsParams, max_norm: f64) -> f64 {
     let norm = global_grad_norm(model, grads);
     let factor = max_norm / (norm + 1e-6);
     if factor < 1.0 {

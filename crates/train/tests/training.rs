@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use softalign_model::{ModelConfig, CausalLm};
+use softalign_model::{CausalLm, ModelConfig};
 use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
 use softalign_train::checkpoint::{checkpoint_name, find_checkpoint, list_checkpoints};

@@ -25,7 +25,7 @@ use burn::tensor::Device;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use softalign_model::{HostTensor, ModelConfig, CausalLm, Sampling, WeightMap, save_pretrained};
+use softalign_model::{CausalLm, HostTensor, ModelConfig, Sampling, WeightMap, save_pretrained};
 use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
 
