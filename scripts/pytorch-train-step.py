@@ -1,4 +1,4 @@
-"""PyTorch baseline for `cargo run --release -p softalign-model --example train_step`.
+"""PyTorch baseline for `softalign bench step`.
 
 One preference-training step of the SmolLM2-135M shape (random init, tied head) on 2 pairs of
 256 tokens (4 sequences): reference forward under no_grad, policy forward + backward of the
@@ -6,8 +6,14 @@ DPO loss on full-vocabulary log-softmax (as TRL computes it), then a fused AdamW
 separately. PyTorch eager, transformers' LlamaForCausalLM, all threads of the machine.
 
     python3 -m venv .cache/venv-torch && .cache/venv-torch/bin/pip install torch transformers
-    .cache/venv-torch/bin/python scripts/pytorch-train-step.py [STEPS]
+    .cache/venv-torch/bin/python scripts/pytorch-train-step.py [STEPS] [--json]
+
+The last line of stdout is the median step; with --json, the object `softalign bench step --json`
+prints: {"step_s", "update_s", "policy_tokens_per_s", "peak_rss_bytes", "cpu"}.
 """
+import json
+import platform
+import resource
 import os
 import statistics
 import sys
@@ -27,7 +33,8 @@ def sequence_logps(model, tokens):
 
 
 def main():
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    args = [a for a in sys.argv[1:] if a != "--json"]
+    steps = int(args[0]) if args else 3
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
     config = LlamaConfig(
@@ -45,7 +52,7 @@ def main():
     params = sum(p.numel() for p in policy.parameters())
     print(f"torch {torch.__version__}: {params} parameters; batch {SEQUENCES} x {LENGTH}; "
           f"{torch.get_num_threads()} threads", file=sys.stderr)
-    totals = []
+    totals, updates = [], []
     for step in range(steps + 1):
         started = time.perf_counter()
         with torch.no_grad():
@@ -67,8 +74,32 @@ def main():
               f"{update_s:.2f} s", file=sys.stderr)
         if step > 0:
             totals.append(step_s)
-    print(f"pytorch_train_step: median {statistics.median(totals):.2f} s per step "
-          f"(reference forward + policy forward/backward, {SEQUENCES} x {LENGTH} tokens)")
+            updates.append(update_s)
+    step_s = statistics.median(totals)
+    # ru_maxrss is in KiB on Linux.
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if "--json" in sys.argv[1:]:
+        print(json.dumps({
+            "step_s": step_s, "update_s": statistics.median(updates),
+            "policy_tokens_per_s": SEQUENCES * LENGTH / step_s, "peak_rss_bytes": peak_rss,
+            "cpu": cpu_name(),
+        }))
+        return
+    print(f"pytorch_train_step: median {step_s:.2f} s per step "
+          f"(reference forward + policy forward/backward, {SEQUENCES} x {LENGTH} tokens), "
+          f"{SEQUENCES * LENGTH / step_s:.0f} policy tokens/s; peak RSS {peak_rss / 1e9:.2f} GB; "
+          f"{torch.backends.cpu.get_cpu_capability()} kernels")
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

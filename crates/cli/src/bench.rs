@@ -1,8 +1,10 @@
 //! `softalign bench …`: speed measurements, reported as ratios to a baseline measured in the
 //! same run.
 
+use burn::tensor::Device;
 use clap::Subcommand;
 use softalign_optim::bench::{BenchOptimizer, measure, measure_bandwidth};
+use softalign_train::bench_step::{LENGTH, SEQUENCES, bench_step};
 
 /// The benchmarks.
 #[derive(Debug, Subcommand)]
@@ -23,6 +25,21 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Time one preference-training step of the SmolLM2-135M shape (random init) on 2 pairs ×
+    /// 256 tokens: reference forward, policy forward and backward of the DPO loss, AdamW update.
+    ///
+    /// Medians over --steps steps after a warm-up. With --json, one object:
+    /// {"step_s", "update_s", "policy_tokens_per_s", "peak_rss_bytes", "cpu"}, where step_s is
+    /// the reference forward plus the policy's forward and backward, and update_s the optimizer
+    /// update. The baseline is `scripts/pytorch-train-step.py` (PyTorch eager), run back to back.
+    Step {
+        /// Timed steps after the warm-up (the median is reported).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        steps: u64,
+        /// Print one JSON object instead of a line per step and a summary.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Run one benchmark.
@@ -33,6 +50,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             repeats,
             json,
         } => optim(params as usize, repeats as usize, json),
+        BenchCommand::Step { steps, json } => step(steps as usize, json),
     }
 }
 
@@ -91,6 +109,42 @@ fn optim(params: usize, repeats: usize, json: bool) -> anyhow::Result<()> {
     }
     println!(
         "bandwidth_probe: the same 28 B/param of traffic with trivial arithmetic (the bus limit now)"
+    );
+    Ok(())
+}
+
+fn step(steps: usize, json: bool) -> anyhow::Result<()> {
+    // The device the step runs on; a `--device` flag selects it here once devices are parsed.
+    let device = Device::default();
+    let result = bench_step(steps, &device, |t| {
+        if !json {
+            let label = if t.step == 0 { "warm-up" } else { "step" };
+            eprintln!(
+                "{label} {}: reference forward {:.2} s, policy forward+backward {:.2} s → {:.2} s \
+                 (loss {:.4}); AdamW update {:.2} s",
+                t.step,
+                t.reference_s,
+                t.policy_s,
+                t.step_s(),
+                t.loss,
+                t.update_s
+            );
+        }
+    });
+    if json {
+        println!("{}", serde_json::to_string(&result)?);
+        return Ok(());
+    }
+    println!(
+        "bench step: median {:.2} s per step (reference forward + policy forward/backward, \
+         {SEQUENCES} × {LENGTH} tokens), {:.0} policy tokens/s; AdamW update {:.2} s; \
+         peak RSS {:.2} GB; {} threads; {}",
+        result.step_s,
+        result.policy_tokens_per_s,
+        result.update_s,
+        result.peak_rss_bytes as f64 / 1e9,
+        rayon::current_num_threads(),
+        result.cpu
     );
     Ok(())
 }

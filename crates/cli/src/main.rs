@@ -27,7 +27,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Measure speed (`bench optim`: one optimizer step per parameter, against burn's AdamW).
+    /// Measure speed (`bench optim`: one optimizer step per parameter, against burn's AdamW;
+    /// `bench step`: one preference-training step of a 135M-parameter model).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Reproduce the papers' analyses (toy problem, bandit, …).

@@ -12,7 +12,7 @@ use burn::tensor::{Device, TensorData};
 use serde::Serialize;
 use softalign_data::{Format, LoadOptions, PreferencePair, ValidationPolicy};
 use softalign_model::{CausalLm, GenerationConfig, Pretrained, Sampling, generate};
-use softalign_pref::{preference_accuracy, preference_margin, sequence_logps};
+use softalign_pref::{preference_accuracy, preference_margin, response_logps};
 use softalign_train::encode::Encoder;
 use softalign_train::progress_bar;
 use softalign_train::{PromptTemplate, SequenceBatch, Truncation};
@@ -216,8 +216,8 @@ fn pair_logps(model: &CausalLm, pairs: &[softalign_train::EncodedPair], pad: u32
             );
         let batch = SequenceBatch::new(sequences, pad);
         let tokens = batch.token_tensor(&device);
-        let logits = model.forward(tokens.clone());
-        let values: Vec<f64> = sequence_logps(logits, tokens, batch.mask_tensor(&device))
+        let token_logps = model.next_token_logps(tokens);
+        let values: Vec<f64> = response_logps(token_logps, batch.mask_tensor(&device))
             .into_data()
             .convert::<f64>()
             .try_into_vec::<f64>()

@@ -19,7 +19,7 @@ use burn::module::Module;
 use burn::tensor::{Int, Tensor, TensorData};
 use softalign_data::{Prompt, Role};
 use softalign_model::{CausalLm, ChatMessage, KvCache, Pretrained, TextTokenizer};
-use softalign_pref::sequence_logps;
+use softalign_pref::response_logps;
 use softalign_train::SequenceBatch;
 
 use crate::error::{JudgeError, Result, setting};
@@ -312,8 +312,8 @@ impl Judge {
         let pad = self.model.config.pad_token_id();
         let batch = SequenceBatch::new(sequences, pad);
         let tokens = batch.token_tensor(&device);
-        let logits = self.model.forward(tokens.clone());
-        let logps: Vec<f64> = sequence_logps(logits, tokens, batch.mask_tensor(&device))
+        let token_logps = self.model.next_token_logps(tokens);
+        let logps: Vec<f64> = response_logps(token_logps, batch.mask_tensor(&device))
             .into_data()
             .convert::<f64>()
             .try_into_vec::<f64>()

@@ -35,6 +35,7 @@
 pub mod checkpointing;
 pub mod config;
 pub mod error;
+pub mod fused;
 pub mod generate;
 pub mod gguf;
 pub mod guard;

@@ -15,6 +15,7 @@ use burn::tensor::{
 };
 
 use crate::config::ModelConfig;
+use crate::fused::{head_token_logps, rms_norm, swiglu};
 
 /// Root-mean-square normalisation with a learned gain: `x / √(mean(x²) + ε) · w`.
 #[derive(Module, Debug)]
@@ -33,9 +34,17 @@ impl RmsNorm {
         }
     }
 
-    /// Normalises `x` over its last dimension (`[rows, width]` for the residual stream,
-    /// `[batch, time, heads, head_dim]` for Qwen3's per-head query/key norms).
-    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+    /// Normalises each row of `x: [rows, width]` (one fused pass on the CPU backend).
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        if let Some(normalised) = rms_norm(&x, &self.weight.val(), self.eps) {
+            return normalised;
+        }
+        self.forward_last_dim(x)
+    }
+
+    /// Normalises `x` over its last dimension with composed operations, at any rank (Qwen3's
+    /// per-head query/key norms run on `[batch, time, heads, head_dim]`).
+    pub fn forward_last_dim<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let inverse_rms = (x.clone().square().mean_dim(D - 1) + self.eps)
             .sqrt()
             .recip();
@@ -200,7 +209,7 @@ impl Attention {
         let group = h / kv;
         let heads = |t: Tensor<2>, n: usize| t.reshape([batch, time, n, d]);
         let norm = |t: Tensor<4>, norm: &Option<RmsNorm>| match norm {
-            Some(norm) => norm.forward(t),
+            Some(norm) => norm.forward_last_dim(t),
             None => t,
         };
         let q = norm(heads(self.q_proj.forward(x.clone()), h), &self.q_norm);
@@ -277,8 +286,10 @@ pub struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = self.gate_proj.forward(x.clone());
+        let up = self.up_proj.forward(x);
+        let hidden = swiglu(&gate, &up).unwrap_or_else(|| silu(gate) * up);
+        self.down_proj.forward(hidden)
     }
 }
 
@@ -411,19 +422,19 @@ impl CausalLm {
     /// Log-probability of every token after the first given the ones before it,
     /// `tokens: [batch, time]` → `[batch, time − 1]`: the same values as
     /// `next_token_logps(self.forward(tokens.clone()), tokens)`, but the output head runs only on
-    /// the `time − 1` positions that predict a token, and the logits are never narrowed.
+    /// the `time − 1` positions that predict a token, and on the CPU backend in chunks of rows
+    /// ([`crate::fused::head_token_logps`]): no `[tokens, vocab]` logits of the whole batch.
     pub fn next_token_logps(&self, tokens: Tensor<2, Int>) -> Tensor<2> {
         let [batch, time] = tokens.dims();
         let width = self.config.hidden_size;
+        let rows = batch * (time - 1);
         let hidden = self
             .hidden_states(tokens.clone(), 0, None)
             .reshape([batch, time, width])
             .narrow(1, 0, time - 1)
-            .reshape([batch * (time - 1), width]);
-        let logits = self
-            .head(hidden)
-            .reshape([batch, time - 1, self.config.vocab_size]);
-        token_logps(logits, tokens.narrow(1, 1, time - 1))
+            .reshape([rows, width]);
+        let targets = tokens.narrow(1, 1, time - 1).reshape([rows]);
+        head_token_logps(hidden, self.head_weight(), targets).reshape([batch, time - 1])
     }
 
     /// Feeds `tokens: [batch, time]` after the positions already in `cache`, appends their keys
@@ -473,6 +484,14 @@ impl CausalLm {
             x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
         }
         self.norm.forward(x)
+    }
+
+    /// The output head in the embedding layout, `[vocab, width]` (a transposed view when untied).
+    fn head_weight(&self) -> Tensor<2> {
+        match &self.lm_head {
+            Some(head) => head.val().transpose(),
+            None => self.embed_tokens.val(),
+        }
     }
 
     /// Output head on `[rows, width]` hidden states → `[rows, vocab]` logits.

@@ -6,7 +6,8 @@
 //! - [`PrefLoss`]: one closed enum, each loss a pure function of the margin δ and soft label p̂,
 //!   on burn tensors (differentiable) and on scalars (value and analytic derivative);
 //! - soft labels: [`validate_soft_label`], [`orient_pair`], [`binarize`];
-//! - [`sequence_logps`] and [`preference_margin`]: from a causal LM's logits to δ;
+//! - [`sequence_logps`] (or [`response_logps`] from gathered token log-probabilities) and
+//!   [`preference_margin`]: from a causal LM's logits to δ;
 //! - [`PreferenceMetrics`] (TRL's metric names) and [`preference_accuracy`].
 //!
 //! ```
@@ -31,7 +32,7 @@ mod metrics;
 
 pub use label::{OrientedPair, binarize, orient_pair, validate_soft_label};
 pub use logistic::{log_sigmoid, log_sigmoid_tensor, sigmoid, sigmoid_tensor};
-pub use logps::{preference_margin, sequence_logps};
+pub use logps::{preference_margin, response_logps, sequence_logps};
 pub use loss::{DEFAULT_ROPO_ALPHA, DEFAULT_ROPO_GAMMA, PrefLoss};
 pub use metrics::{PreferenceMetrics, StepOutputs, preference_accuracy};
 

@@ -39,7 +39,26 @@ pub fn sequence_logps(
     let predictions = log_softmax(logits.slice([0..batch, 0..seq - 1, 0..vocab]), 2);
     let targets = token_ids.slice([0..batch, 1..seq]).unsqueeze_dim::<3>(2);
     let token_logps = predictions.gather(2, targets).squeeze_dim::<2>(2);
-    let not_response = response_mask.slice([0..batch, 1..seq]).bool_not();
+    response_logps(token_logps, response_mask)
+}
+
+/// `Σ_t mask[b, t] · token_logps[b, t − 1]` for each sequence `b`: [`sequence_logps`] from
+/// next-token log-probabilities already gathered (`token_logps [batch, seq − 1]`, entry `t − 1`
+/// the log-probability of token `t`, as a causal LM's chunked scorer gives them) and the
+/// `response_mask [batch, seq]`; the result is `[batch]`.
+///
+/// ```
+/// use burn::tensor::{Bool, Device, Tensor, TensorData};
+/// use softalign_pref::response_logps;
+/// let device = Device::default();
+/// let token_logps = Tensor::<2>::from_data(TensorData::from([[-1.0f32, -2.0, -4.0]]), &device);
+/// // Token 0 is the prompt (never scored), token 1 the prompt, tokens 2 and 3 the response.
+/// let mask = Tensor::<2, Bool>::from_data(TensorData::from([[false, false, true, true]]), &device);
+/// assert_eq!(response_logps(token_logps, mask).into_scalar::<f32>(), -6.0);
+/// ```
+pub fn response_logps(token_logps: Tensor<2>, response_mask: Tensor<2, Bool>) -> Tensor<1> {
+    let [batch, scored] = token_logps.dims();
+    let not_response = response_mask.slice([0..batch, 1..scored + 1]).bool_not();
     token_logps
         .mask_fill(not_response, 0.0)
         .sum_dim(1)

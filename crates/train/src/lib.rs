@@ -9,12 +9,14 @@
 //!   reference log-probabilities cached or computed on the fly).
 //! - [`run_align`] and [`run_sft`]: the `align` and `sft` commands from files, with validated
 //!   [`AlignSettings`] / [`TrainSettings`] (the command line parses flags; this crate validates).
+//! - [`bench_step`]: the training-step benchmark (`softalign bench step`).
 //! - [`demo`]: the built-in demo with an exactly computable true reward.
 //!
 //! The crate never parses command lines and never touches the network.
 
 #![deny(missing_docs)]
 
+pub mod bench_step;
 pub mod checkpoint;
 pub mod demo;
 pub mod encode;

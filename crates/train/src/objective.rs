@@ -9,10 +9,10 @@ use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use softalign_model::{CausalLm, next_token_logps};
+use softalign_model::CausalLm;
 use softalign_pref::{
     PrefLoss, PreferenceMetrics, StepOutputs, preference_accuracy, preference_margin,
-    sequence_logps,
+    response_logps,
 };
 
 use crate::error::{Result, TrainError, io_error};
@@ -137,8 +137,7 @@ impl Objective for SftObjective {
             self.pad_id,
         );
         let tokens = sequences.token_tensor(&device);
-        let logits = model.forward(tokens.clone());
-        let logps = next_token_logps(logits, tokens);
+        let logps = model.next_token_logps(tokens);
         let (rows, width) = (sequences.rows, sequences.width);
         let weights: Vec<f32> = (0..rows)
             .flat_map(|r| {
@@ -295,8 +294,10 @@ fn pair_logps(model: &CausalLm, batch: &[&Item<'_, EncodedPair>], pad_id: u32) -
         .map(|i| (i.example.prompt.as_slice(), i.example.rejected.as_slice()));
     let sequences = SequenceBatch::new(chosen.chain(rejected), pad_id);
     let tokens = sequences.token_tensor(&device);
-    let logits = model.forward(tokens.clone());
-    sequence_logps(logits, tokens, sequences.mask_tensor(&device))
+    response_logps(
+        model.next_token_logps(tokens),
+        sequences.mask_tensor(&device),
+    )
 }
 
 #[derive(Serialize, Deserialize)]

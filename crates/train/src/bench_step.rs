@@ -1,0 +1,231 @@
+//! The training-step benchmark behind `softalign bench step`: one preference-training step of
+//! the SmolLM2-135M shape (random init; 30 blocks, width 576, FFN 1536, 9/3 heads, vocabulary
+//! 49,152, tied head) on 2 preference pairs of 256 tokens, i.e. 4 sequences of 256:
+//!
+//! - reference model: forward pass without gradients (sequence log-probabilities);
+//! - policy: forward and backward of a DPO loss on the same sequences;
+//! - then one AdamW update, timed separately.
+//!
+//! The two pairs run as two shards on the thread pool, each on its own replica of the policy, as
+//! the trainer runs a batch ([`crate::train_loop`]). The baseline is
+//! `scripts/pytorch-train-step.py`, the same step in PyTorch eager with transformers; run both on
+//! the same machine, back to back.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::tensor::activation::log_sigmoid;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use softalign_model::{CausalLm, ModelConfig};
+
+/// Sequences per step: 2 pairs, chosen then rejected.
+pub const SEQUENCES: usize = 4;
+/// Tokens per sequence.
+pub const LENGTH: usize = 256;
+const BETA: f64 = 0.1;
+
+/// Timings of one step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepTiming {
+    /// 0 for the warm-up step.
+    pub step: usize,
+    /// Reference forward, seconds.
+    pub reference_s: f64,
+    /// Policy forward and backward, seconds.
+    pub policy_s: f64,
+    /// Optimizer update, seconds.
+    pub update_s: f64,
+    /// The DPO loss of the step.
+    pub loss: f32,
+}
+
+impl StepTiming {
+    /// What `step_s` counts: reference forward plus policy forward and backward.
+    pub fn step_s(&self) -> f64 {
+        self.reference_s + self.policy_s
+    }
+}
+
+/// The result of `softalign bench step` (its `--json` object).
+#[derive(Debug, Clone, Serialize)]
+pub struct StepBench {
+    /// Median over the steps after the warm-up of reference forward + policy forward/backward.
+    pub step_s: f64,
+    /// Median optimizer (AdamW) update.
+    pub update_s: f64,
+    /// Tokens the policy trains on per second of `step_s`.
+    pub policy_tokens_per_s: f64,
+    /// Peak resident set size of the process so far (`VmHWM`), bytes; 0 where unknown.
+    pub peak_rss_bytes: u64,
+    /// The CPU model and its widest vector extensions.
+    pub cpu: String,
+}
+
+/// Runs a warm-up step and `steps` timed steps on `device` (an autodiff device is made of it),
+/// calling `progress` after each, and returns the medians.
+pub fn bench_step(
+    steps: usize,
+    device: &Device,
+    mut progress: impl FnMut(&StepTiming),
+) -> StepBench {
+    let steps = steps.max(1);
+    let config = ModelConfig::smollm2_135m();
+    let plain = device.clone();
+    let device = plain.clone().autodiff();
+    device.seed(0);
+    let mut policy = CausalLm::init(&config, &device);
+    let reference = policy.valid();
+    let tokens = random_tokens(&config, &plain);
+    let mut optimizer = AdamWConfig::new().init();
+    let mut timings = Vec::with_capacity(steps);
+    for step in 0..=steps {
+        let started = Instant::now();
+        let reference_logps = Tensor::<1>::from_data(
+            per_pair(|i| sequence_logps(&reference, pair(&tokens, i))).into_data(),
+            &device,
+        );
+        let reference_s = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let (grads, loss) = policy_gradients(&policy, &tokens.clone().autodiff(), &reference_logps);
+        let policy_s = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        policy = optimizer.step(1e-6, policy, grads);
+        let update_s = started.elapsed().as_secs_f64();
+        let timing = StepTiming {
+            step,
+            reference_s,
+            policy_s,
+            update_s,
+            loss,
+        };
+        progress(&timing);
+        if step > 0 {
+            timings.push(timing);
+        }
+    }
+    let step_s = median(timings.iter().map(StepTiming::step_s));
+    StepBench {
+        step_s,
+        update_s: median(timings.iter().map(|t| t.update_s)),
+        policy_tokens_per_s: (SEQUENCES * LENGTH) as f64 / step_s,
+        peak_rss_bytes: peak_rss_bytes(),
+        cpu: cpu_description(),
+    }
+}
+
+/// Uniformly random token ids, `[SEQUENCES, LENGTH]` (seeded: every run scores the same batch).
+fn random_tokens(config: &ModelConfig, device: &Device) -> Tensor<2, Int> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let ids: Vec<i64> = (0..SEQUENCES * LENGTH)
+        .map(|_| rng.random_range(0..config.vocab_size as i64))
+        .collect();
+    Tensor::from_data(TensorData::new(ids, [SEQUENCES, LENGTH]), device)
+}
+
+/// Rows `2i, 2i + 1` of `tokens` (pair `i`: chosen, rejected).
+fn pair(tokens: &Tensor<2, Int>, i: usize) -> Tensor<2, Int> {
+    tokens.clone().narrow(0, i * 2, 2)
+}
+
+/// `f` on pair 0 and pair 1 in parallel (one shard per thread, as the trainer shards a batch),
+/// concatenated.
+fn per_pair(f: impl Fn(usize) -> Tensor<1> + Sync) -> Tensor<1> {
+    let (a, b) = rayon::join(|| f(0), || f(1));
+    Tensor::cat(vec![a, b], 0)
+}
+
+/// Summed next-token log-probability of each sequence, `[rows]`.
+fn sequence_logps(model: &CausalLm, tokens: Tensor<2, Int>) -> Tensor<1> {
+    model
+        .next_token_logps(tokens)
+        .sum_dim(1)
+        .squeeze_dim::<1>(1)
+}
+
+/// DPO loss of one pair (row 0 chosen, row 1 rejected).
+fn dpo_loss(policy: Tensor<1>, reference: Tensor<1>) -> Tensor<1> {
+    let ratio = policy - reference;
+    let margin = ratio.clone().narrow(0, 0, 1) - ratio.narrow(0, 1, 1);
+    -log_sigmoid(margin * BETA).mean()
+}
+
+/// The policy's gradients of the mean DPO loss over both pairs, each pair on its own replica
+/// (same weights, its own autodiff graph) with half the loss, the gradients added as
+/// `softalign-train` adds its shards'; and the loss.
+fn policy_gradients(
+    policy: &CausalLm,
+    tokens: &Tensor<2, Int>,
+    reference_logps: &Tensor<1>,
+) -> (GradientsParams, f32) {
+    let half = |i: usize| {
+        let replica = policy.valid().train();
+        let loss = dpo_loss(
+            sequence_logps(&replica, pair(tokens, i)),
+            reference_logps.clone().narrow(0, i * 2, 2),
+        ) * 0.5;
+        let grads = GradientsParams::from_grads(loss.backward(), &replica);
+        (grads, loss.into_scalar::<f32>())
+    };
+    let ((ga, la), (gb, lb)) = rayon::join(|| half(0), || half(1));
+    let mut accumulator = GradientsAccumulator::new();
+    accumulator.accumulate(policy, ga);
+    accumulator.accumulate(policy, gb);
+    (accumulator.grads(), la + lb)
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Peak resident set size of this process (`VmHWM` in `/proc/self/status`), bytes; 0 where that
+/// is unavailable.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
+}
+
+/// The CPU's model name and its widest x86 vector extensions (`AVX-512`, `AVX2`, `AMX`), from
+/// `/proc/cpuinfo`, e.g. `AMD EPYC 9B14 (AVX-512, AVX2)`; the architecture name where that file
+/// is unavailable.
+pub fn cpu_description() -> String {
+    let Ok(info) = std::fs::read_to_string("/proc/cpuinfo") else {
+        return std::env::consts::ARCH.to_string();
+    };
+    let field = |key: &str| {
+        info.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_once(':'))
+            .map_or("", |(_, value)| value.trim())
+    };
+    let flags: Vec<&str> = field("flags").split_whitespace().collect();
+    let extensions: Vec<&str> = [
+        ("avx512f", "AVX-512"),
+        ("avx2", "AVX2"),
+        ("amx_tile", "AMX"),
+    ]
+    .into_iter()
+    .filter(|(flag, _)| flags.contains(flag))
+    .map(|(_, name)| name)
+    .collect();
+    let name = match field("model name") {
+        "" => std::env::consts::ARCH,
+        name => name,
+    };
+    if extensions.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name} ({})", extensions.join(", "))
+    }
+}
