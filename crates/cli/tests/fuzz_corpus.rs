@@ -8,7 +8,10 @@ mod fuzz;
 
 use std::path::{Path, PathBuf};
 
-const TARGETS: [(&str, fn(&[u8]) -> fuzz::Outcome); 6] = [
+/// A fuzz target's body.
+type Target = fn(&[u8]) -> fuzz::Outcome;
+
+const TARGETS: [(&str, Target); 6] = [
     ("gguf", fuzz::gguf),
     ("hf_folder", fuzz::hf_folder),
     ("preference_data", fuzz::preference_data),
@@ -86,7 +89,8 @@ fn write_checkpoint_seed() {
 /// A coverage-less mutation fuzzer on stable Rust, for machines where cargo-fuzz cannot build
 /// (fuzz/README.md says when and how it was run): mutates the corpus of `FUZZ_TARGET` for
 /// `FUZZ_EXECS` executions (seeded by `FUZZ_SEED`), keeps every input whose outcome (the error
-/// message with its digits masked) was not seen before as a new corpus entry in memory, and
+/// message with its digits masked) was not seen before as a corpus entry in memory (at most
+/// [`MAX_CORPUS`]), and
 /// writes each input that panics to `fuzz/regressions/TARGET/`. Prints the execution count.
 #[test]
 #[ignore]
@@ -118,8 +122,15 @@ fn mutate() {
                     .map(|c| if c.is_ascii_digit() { '#' } else { c })
                     .take(160)
                     .collect();
+                // New behaviour joins the corpus; past the cap it replaces a random entry, so
+                // memory stays bounded however many outcomes the target has.
                 if seen.insert(class) {
-                    corpus.push(input);
+                    if corpus.len() < MAX_CORPUS {
+                        corpus.push(input);
+                    } else {
+                        let at = rng.below(corpus.len());
+                        corpus[at] = input;
+                    }
                 }
             }
             Err(_) => {
@@ -139,6 +150,9 @@ fn mutate() {
     );
     assert_eq!(crashes, 0, "crashers written to fuzz/regressions/{target}/");
 }
+
+/// Inputs the mutation runner keeps in memory at most.
+const MAX_CORPUS: usize = 4096;
 
 /// xorshift64*: a small seeded generator for the mutations.
 struct Rng(u64);
