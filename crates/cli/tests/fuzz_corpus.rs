@@ -44,6 +44,14 @@ fn every_corpus_input_and_fuzzing_regression_is_handled_without_a_panic() {
             assert!(outcome.is_ok(), "{target}: {} panics", path.display());
         }
     }
+    remove_scratch();
+}
+
+/// Removes the scratch folders the targets wrote their files into.
+fn remove_scratch() {
+    for name in ["gguf", "hf", "checkpoint"] {
+        let _ = std::fs::remove_dir_all(fuzz::scratch(name));
+    }
 }
 
 /// Writes the seed of the `checkpoint` target: a real checkpoint of the fuzz harness's tiny
@@ -142,6 +150,7 @@ fn mutate() {
         }
     }
     let _ = std::panic::take_hook();
+    remove_scratch();
     eprintln!(
         "fuzz {target}: {execs} executions in {:.0} s, {} outcome classes, corpus {}, {crashes} crashes",
         started.elapsed().as_secs_f64(),
