@@ -16,6 +16,8 @@ use softalign_data::{DataError, Format, ValidationPolicy};
 use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
 use softalign_train::checkpoint::CHECKPOINTS_DIR;
+
+pub use crate::config_file::{ConfigFile, layer, read_config};
 use softalign_train::demo::{DemoSettings, run_demo};
 use softalign_train::{
     AlignSettings, PromptTemplate, ReferenceMode, RunReport, TrainError, TrainSettings, Truncation,
@@ -385,61 +387,6 @@ impl LossFlags {
             ),
         }
     }
-}
-
-/// A TOML config file, parsed, with its text kept so that errors can name the line.
-pub struct ConfigFile {
-    path: PathBuf,
-    text: String,
-}
-
-impl ConfigFile {
-    /// `FILE:LINE: KEY: PROBLEM` for an error of the toml crate (the key is the one on the line
-    /// the error points at, when there is one).
-    fn error(&self, error: &toml::de::Error) -> anyhow::Error {
-        let at = error
-            .span()
-            .map_or(0, |span| span.start.min(self.text.len()));
-        let line = self.text[..at].matches('\n').count() + 1;
-        let key = self
-            .text
-            .lines()
-            .nth(line - 1)
-            .and_then(|l| l.split_once('='))
-            .map(|(key, _)| format!("{}: ", key.trim()))
-            .unwrap_or_default();
-        anyhow!(
-            "{}:{line}: {key}{}",
-            self.path.display(),
-            error.message().trim_end()
-        )
-    }
-}
-
-/// Reads a TOML config file, rejecting keys outside `known`.
-pub fn read_config(path: &Path, known: &[&[&str]]) -> Result<ConfigFile> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    let file = ConfigFile {
-        path: path.to_path_buf(),
-        text,
-    };
-    let table: toml::Table = file.text.parse().map_err(|e| file.error(&e))?;
-    for key in table.keys() {
-        if !known.iter().any(|keys| keys.contains(&key.as_str())) {
-            let line = file
-                .text
-                .lines()
-                .position(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == key))
-                .map_or(String::new(), |i| format!(":{}", i + 1));
-            bail!("{}{line}: {key}: unknown setting", path.display());
-        }
-    }
-    Ok(file)
-}
-
-/// Deserializes one layer of flags from a config file.
-pub fn layer<T: serde::de::DeserializeOwned>(file: &ConfigFile) -> Result<T> {
-    toml::from_str(&file.text).map_err(|e| file.error(&e))
 }
 
 /// The run folder that `--resume PATH` continues: PATH itself, or for a checkpoint

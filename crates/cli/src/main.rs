@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod align;
 mod bench;
+mod config_file;
 mod data;
 mod eval;
 mod generate;

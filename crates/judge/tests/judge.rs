@@ -231,6 +231,12 @@ fn an_interrupted_run_resumes_to_the_same_file() {
         err.contains("whole.jsonl:1: cannot resume: its responses are not those of input record 1"),
         "{err}"
     );
+    // … and left exactly where and as it was: only a label file of this data is ever renamed.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("whole.jsonl")).unwrap(),
+        expected
+    );
+    assert!(!dir.join("whole.jsonl.partial").exists());
 }
 
 #[test]

@@ -193,7 +193,12 @@ impl<'a> Cursor<'a> {
     fn count(&mut self, what: &str, min_bytes: u64) -> Result<usize> {
         let n = self.u64(what)?;
         let remaining = self.bytes.len() - self.pos;
-        layout::check_count(n, min_bytes, remaining).map_err(|p| self.bad(format!("{what}: {p}")))
+        layout::check_count(n, min_bytes, remaining).map_err(|p| {
+            self.bad(format!(
+                "truncated at byte {} while reading {what}: {p}",
+                self.pos
+            ))
+        })
     }
     fn string(&mut self, what: &str) -> Result<String> {
         let n = self.len(what)?;

@@ -101,10 +101,18 @@ impl TextTokenizer {
     /// Reads `tokenizer.json`, and `tokenizer_config.json` beside it when present (chat template,
     /// BOS and EOS token names).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
+        // Parsed as JSON first, then built from the value: tokenizers' own reader panics on some
+        // malformed documents (its decoder helper `expect`s), but never on a JSON value.
+        let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+        let document: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json {
             path: path.to_path_buf(),
-            problem: e.to_string(),
+            cause,
         })?;
+        let inner: tokenizers::Tokenizer =
+            serde_json::from_value(document).map_err(|e| ModelError::Tokenizer {
+                path: path.to_path_buf(),
+                problem: e.to_string(),
+            })?;
         let mut tokenizer = Self {
             inner,
             source: path.to_path_buf(),

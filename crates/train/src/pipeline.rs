@@ -277,7 +277,12 @@ fn finish<O: Objective>(
     notify: &mut dyn FnMut(&str),
 ) -> Result<RunReport> {
     let started = Instant::now();
-    check_batch_memory(settings, &loaded.model.config, O::SEQUENCES_PER_EXAMPLE)?;
+    check_batch(
+        settings,
+        train.len(),
+        &loaded.model.config,
+        O::SEQUENCES_PER_EXAMPLE,
+    )?;
     let total = settings.total_steps(train.len());
     let loop_settings = settings.loop_settings(total, label);
     let resume = settings
@@ -324,16 +329,27 @@ fn finish<O: Objective>(
     Ok(report)
 }
 
-/// Refuses a micro-batch whose activations cannot fit in this machine's memory: about
+/// Refuses a micro-batch larger than the training data, or whose activations cannot fit in this
+/// machine's memory: about
 /// `batch × sequences × max-length × (3 × vocabulary + layers × (14 × width + 4 × FFN width))`
 /// f32 values (logits with their softmax and gradient, and each block's saved activations).
 /// The estimate is rough, but a batch beyond all of the memory can never run, and without this
 /// check it is killed by the kernel after minutes of swapping.
-fn check_batch_memory(
+fn check_batch(
     settings: &TrainSettings,
+    train_examples: usize,
     config: &ModelConfig,
     sequences_per_example: usize,
 ) -> Result<()> {
+    if train_examples > 0 && settings.batch_size > train_examples {
+        return Err(setting(
+            "batch-size",
+            format!(
+                "{} is more than the {train_examples} training examples",
+                settings.batch_size
+            ),
+        ));
+    }
     let per_token = 3 * config.vocab_size as u128
         + config.num_hidden_layers as u128
             * (14 * config.hidden_size as u128 + 4 * config.intermediate_size as u128);

@@ -272,16 +272,6 @@ pub fn train_loop<O: Objective>(model: CausalLm, run: Run<'_, O>) -> Result<Loop
     if run.train.is_empty() {
         return Err(setting("data", "no training examples"));
     }
-    if settings.batch_size > run.train.len() {
-        return Err(setting(
-            "batch-size",
-            format!(
-                "{} is more than the {} training examples",
-                settings.batch_size,
-                run.train.len()
-            ),
-        ));
-    }
     let total = settings.schedule.total_steps;
     let optimizer = settings
         .optimizer

@@ -1,0 +1,212 @@
+//! A training run killed at any moment and resumed ends bitwise equal to one never interrupted.
+//!
+//! `softalign align` on a tiny model is killed (1) deterministically at each dangerous point —
+//! after an optimizer step, with a checkpoint's files written but not yet renamed, in the middle
+//! of pruning an old checkpoint, with the exported model written but not yet renamed — through
+//! the test hook `SOFTALIGN_TEST_ABORT_AT` (`softalign_train::test_hook`), and (2) with SIGKILL
+//! at seeded random moments. After each kill the run is continued the way a user would: with
+//! `--resume OUT`, or, when no checkpoint was complete yet, by running the original command
+//! again with `--overwrite`. The exported weights and the metrics must equal the straight run's
+//! byte for byte, and no `.partial` or `.old` folder may be left.
+
+mod common;
+
+use common::{dir, s, stderr, tiny_model, tiny_pairs};
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use softalign_train::test_hook::ABORT_AT_VAR;
+
+struct Setup {
+    model: PathBuf,
+    data: PathBuf,
+}
+
+impl Setup {
+    fn fresh_args(&self, out: &Path) -> Vec<String> {
+        [
+            "align",
+            "--model",
+            s(&self.model),
+            "--data",
+            s(&self.data),
+            "--out",
+            s(out),
+            "--max-steps",
+            "6",
+            "--save-every",
+            "2",
+            "--keep-checkpoints",
+            "2",
+            "--batch-size",
+            "2",
+            "--learning-rate",
+            "1e-3",
+            "--heldout-fraction",
+            "0.2",
+            "--eval-every",
+            "3",
+            "--no-progress",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
+
+fn command(args: &[String], abort_at: Option<&str>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_softalign"));
+    command
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(point) = abort_at {
+        command.env(ABORT_AT_VAR, point);
+    }
+    command
+}
+
+fn run(args: &[String], abort_at: Option<&str>) -> Output {
+    command(args, abort_at).output().unwrap()
+}
+
+/// Whether `out` holds a complete checkpoint to resume from.
+fn has_checkpoint(out: &Path) -> bool {
+    !softalign_train::checkpoint::list_checkpoints(out).is_empty()
+}
+
+/// The command that continues an interrupted run into `out`.
+fn continuation(setup: &Setup, out: &Path) -> Vec<String> {
+    if has_checkpoint(out) {
+        ["align", "--resume", s(out), "--no-progress"]
+            .map(String::from)
+            .to_vec()
+    } else {
+        let mut args = setup.fresh_args(out);
+        args.push("--overwrite".into());
+        args
+    }
+}
+
+/// Continues the run in `out` until it finishes; every attempt must end in success or a kill.
+fn finish(setup: &Setup, out: &Path) {
+    let output = run(&continuation(setup, out), None);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+/// Outputs that must be identical to the straight run's.
+fn results(out: &Path) -> (Vec<u8>, String) {
+    let weights = std::fs::read(out.join("model").join("model.safetensors")).unwrap();
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    (weights, metrics)
+}
+
+fn assert_no_leftovers(out: &Path) {
+    let mut folders: Vec<PathBuf> = vec![out.to_path_buf(), out.join("checkpoints")];
+    folders.retain(|f| f.is_dir());
+    for folder in folders {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(
+                !name.ends_with(".partial") && !name.ends_with(".old"),
+                "{name} left in {}",
+                folder.display()
+            );
+        }
+    }
+}
+
+/// A small seeded generator (splitmix64), so the kill moments are the same on every run.
+struct Moments(u64);
+
+impl Moments {
+    fn next_fraction(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) as f64 / u64::MAX as f64
+    }
+}
+
+#[test]
+fn runs_killed_anywhere_resume_to_bitwise_the_uninterrupted_result() {
+    let dir = dir("interruption");
+    let setup = Setup {
+        model: tiny_model(&dir),
+        data: tiny_pairs(&dir),
+    };
+    let straight = dir.join("straight");
+    let started = Instant::now();
+    let output = run(&setup.fresh_args(&straight), None);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let duration = started.elapsed();
+    let expected = results(&straight);
+
+    // (1) Deterministic kills at each dangerous point (saves happen at steps 2, 4, 6 and 6's
+    // final one; pruning starts with the third save).
+    for point in [
+        "step:1",
+        "step:3",
+        "checkpoint:1",
+        "checkpoint:2",
+        "prune:1",
+        "export:1",
+    ] {
+        let out = dir.join(format!("hook-{}", point.replace(':', "-")));
+        let killed = run(&setup.fresh_args(&out), Some(point));
+        assert_ne!(
+            killed.status.code(),
+            Some(0),
+            "{point}: the hook did not fire"
+        );
+        assert!(
+            stderr(&killed).contains("test hook: aborting"),
+            "{point}: {}",
+            stderr(&killed)
+        );
+        finish(&setup, &out);
+        assert!(
+            results(&out) == expected,
+            "{point}: resumed run differs from the straight one"
+        );
+        assert_no_leftovers(&out);
+    }
+
+    // (2) SIGKILL at seeded random moments, up to three per run, then resumed to the end.
+    let mut moments = Moments(15);
+    for round in 0..3 {
+        let out = dir.join(format!("sigkill-{round}"));
+        let mut args = setup.fresh_args(&out);
+        for _ in 0..3 {
+            let delay = duration.mul_f64(0.1 + 0.9 * moments.next_fraction());
+            let mut child = command(&args, None).spawn().unwrap();
+            std::thread::sleep(delay);
+            let _ = child.kill(); // SIGKILL; the run may already have finished
+            let status = child.wait().unwrap();
+            assert_ne!(status.code(), Some(101), "round {round}: a panic");
+            if status.success() {
+                break;
+            }
+            args = continuation(&setup, &out);
+        }
+        finish_or_done(&setup, &out);
+        assert!(
+            results(&out) == expected,
+            "round {round}: resumed run differs"
+        );
+        assert_no_leftovers(&out);
+    }
+}
+
+/// Finishes the run in `out` unless a previous attempt already completed it.
+fn finish_or_done(setup: &Setup, out: &Path) {
+    let done = out.join("model").join("model.safetensors").is_file()
+        && softalign_train::checkpoint::list_checkpoints(out)
+            .last()
+            .is_some_and(|(step, _)| *step == 6);
+    if !done {
+        finish(setup, out);
+    }
+}
