@@ -172,7 +172,9 @@ pub fn run(train: &TrainFlags, loss: &LossFlags, online: &OnlineFlags) -> Result
             lora.validate()
                 .map_err(|(flag, problem)| anyhow!("--{flag}: {problem}"))?;
             if train.adapter.is_some() {
-                bail!("--adapter takes its LoRA settings from its adapter_config.json; drop --lora-r");
+                bail!(
+                    "--adapter takes its LoRA settings from its adapter_config.json; drop --lora-r"
+                );
             }
             policy.model = policy.model.with_lora(&lora, settings.seed);
         }

@@ -20,14 +20,20 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
-use crate::error::{ModelError, Result, io_error};
 use crate::Pretrained;
+use crate::error::{ModelError, Result, io_error};
 use crate::model::{CausalLm, Linear};
 use crate::weights::{HostTensor, WeightMap, host, write_atomic, write_safetensors};
 
 /// PEFT's names of the linear modules LoRA can adapt, in the order of a decoder block.
 pub const LORA_MODULES: [&str; 7] = [
-    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
 ];
 
 /// File of the adapter's configuration in a PEFT adapter folder.
@@ -139,7 +145,13 @@ impl LoraAdapter {
     /// PEFT's initialisation: `A` as torch's `nn.Linear(in, r)` weight (kaiming-uniform with
     /// `a = √5`, i.e. uniform in `±1/√in`), drawn from `rng`; `B` zero, so a new adapter leaves
     /// the layer's output unchanged.
-    fn init(input: usize, output: usize, config: &LoraConfig, rng: &mut ChaCha8Rng, device: &Device) -> Self {
+    fn init(
+        input: usize,
+        output: usize,
+        config: &LoraConfig,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Self {
         let bound = 1.0 / (input as f32).sqrt();
         let a: Vec<f32> = (0..input * config.r)
             .map(|_| rng.random_range(-bound..bound))
@@ -270,7 +282,11 @@ impl CausalLm {
         let r = first.rank();
         let targets = LORA_MODULES
             .iter()
-            .filter(|m| linears.iter().any(|l| l.module == **m && l.linear.lora.is_some()))
+            .filter(|m| {
+                linears
+                    .iter()
+                    .any(|l| l.module == **m && l.linear.lora.is_some())
+            })
             .map(|s| s.to_string())
             .collect();
         Some(LoraConfig {
@@ -394,8 +410,14 @@ pub fn save_adapter(model: &CausalLm, folder: &Path, base_model: &str) -> Result
     for named in model.linears() {
         if let Some(adapter) = &named.linear.lora {
             let key = format!("{PEFT_PREFIX}{}", named.path);
-            tensors.push((format!("{key}.lora_A.weight"), host(&adapter.a).transposed()));
-            tensors.push((format!("{key}.lora_B.weight"), host(&adapter.b).transposed()));
+            tensors.push((
+                format!("{key}.lora_A.weight"),
+                host(&adapter.a).transposed(),
+            ));
+            tensors.push((
+                format!("{key}.lora_B.weight"),
+                host(&adapter.b).transposed(),
+            ));
         }
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
@@ -488,10 +510,21 @@ pub fn read_adapter_config(folder: &Path) -> Result<LoraConfig> {
     let get = |field: &str| value.get(field).filter(|v| !v.is_null());
     match get("peft_type").and_then(Value::as_str) {
         Some("LORA") => {}
-        other => return Err(bad("peft_type", format!("{other:?} is not supported (LORA only)"))),
+        other => {
+            return Err(bad(
+                "peft_type",
+                format!("{other:?} is not supported (LORA only)"),
+            ));
+        }
     }
     let truthy = |field: &str| get(field).is_some_and(|v| v != &json!(false));
-    for field in ["use_dora", "use_rslora", "lora_bias", "fan_in_fan_out", "use_qalora"] {
+    for field in [
+        "use_dora",
+        "use_rslora",
+        "lora_bias",
+        "fan_in_fan_out",
+        "use_qalora",
+    ] {
         if truthy(field) {
             return Err(bad(field, "is not supported (only plain LoRA is)".into()));
         }
@@ -499,14 +532,26 @@ pub fn read_adapter_config(folder: &Path) -> Result<LoraConfig> {
     if let Some(bias) = get("bias").and_then(Value::as_str)
         && bias != "none"
     {
-        return Err(bad("bias", format!("{bias:?} is not supported (\"none\" only)")));
+        return Err(bad(
+            "bias",
+            format!("{bias:?} is not supported (\"none\" only)"),
+        ));
     }
     for field in ["rank_pattern", "alpha_pattern"] {
         if get(field).is_some_and(|v| v.as_object().is_none_or(|o| !o.is_empty())) {
-            return Err(bad(field, "per-module ranks or alphas are not supported".into()));
+            return Err(bad(
+                field,
+                "per-module ranks or alphas are not supported".into(),
+            ));
         }
     }
-    for field in ["modules_to_save", "layers_to_transform", "layer_replication", "trainable_token_indices", "target_parameters"] {
+    for field in [
+        "modules_to_save",
+        "layers_to_transform",
+        "layer_replication",
+        "trainable_token_indices",
+        "target_parameters",
+    ] {
         if get(field).is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty())) {
             return Err(bad(field, "is not supported".into()));
         }
@@ -523,7 +568,8 @@ pub fn read_adapter_config(folder: &Path) -> Result<LoraConfig> {
         Some(Value::String(s)) if s == "all-linear" => LoraConfig::parse_targets(s),
         Some(Value::Array(items)) => {
             let names: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
-            let names = names.ok_or_else(|| bad("target_modules", "must be a list of names".into()))?;
+            let names =
+                names.ok_or_else(|| bad("target_modules", "must be a list of names".into()))?;
             LoraConfig::parse_targets(&names.join(","))
         }
         _ => Err("must be a list of module names or \"all-linear\"".into()),
@@ -548,7 +594,11 @@ pub fn read_adapter_config(folder: &Path) -> Result<LoraConfig> {
 /// This is the loader behind `--adapter` of every command.
 pub fn load_adapter(model: CausalLm, folder: &Path) -> Result<CausalLm> {
     if model.has_adapters() {
-        return Err(adapter_error(folder, "adapter", "the model already carries an adapter"));
+        return Err(adapter_error(
+            folder,
+            "adapter",
+            "the model already carries an adapter",
+        ));
     }
     let config = read_adapter_config(folder)?;
     let weights_path = folder.join(ADAPTER_WEIGHTS_FILE);
@@ -566,8 +616,16 @@ pub fn load_adapter(model: CausalLm, folder: &Path) -> Result<CausalLm> {
         }
         let (input, output) = linear.shape();
         let key = format!("{PEFT_PREFIX}{path}");
-        let a = take(&mut weights, &format!("{key}.lora_A.weight"), &[config.r, input])?;
-        let b = take(&mut weights, &format!("{key}.lora_B.weight"), &[output, config.r])?;
+        let a = take(
+            &mut weights,
+            &format!("{key}.lora_A.weight"),
+            &[config.r, input],
+        )?;
+        let b = take(
+            &mut weights,
+            &format!("{key}.lora_B.weight"),
+            &[output, config.r],
+        )?;
         linear.lora = Some(LoraAdapter {
             a: param(a.transposed(), &device),
             b: param(b.transposed(), &device),

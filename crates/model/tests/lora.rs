@@ -54,7 +54,10 @@ fn logits(model: &CausalLm, ids: &[u32]) -> Vec<f32> {
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn base() -> CausalLm {
@@ -182,7 +185,10 @@ fn adapters_that_do_not_fit_the_base_are_refused_naming_the_key() {
     }
     // A rank other than the tensors' names the first tensor whose shape does not fit.
     let error = load_edited("rank", |c| c["r"] = Value::from(8));
-    assert!(error.contains("lora_A.weight") && error.contains("shape"), "{error}");
+    assert!(
+        error.contains("lora_A.weight") && error.contains("shape"),
+        "{error}"
+    );
     // Tensors for modules the config does not target.
     let error = load_edited("targets", |c| {
         c["target_modules"] = serde_json::json!(["q_proj", "down_proj"])
@@ -192,7 +198,10 @@ fn adapters_that_do_not_fit_the_base_are_refused_naming_the_key() {
     let error = load_edited("lm-head", |c| {
         c["target_modules"] = serde_json::json!(["q_proj", "lm_head"])
     });
-    assert!(error.contains("target_modules") && error.contains("lm_head"), "{error}");
+    assert!(
+        error.contains("target_modules") && error.contains("lm_head"),
+        "{error}"
+    );
 }
 
 fn tiny() -> softalign_model::ModelConfig {
@@ -223,11 +232,16 @@ fn new_adapters_leave_the_outputs_unchanged_and_only_they_get_gradients() {
     assert_eq!(logits(&model, &ids), before, "B = 0: the update is zero");
     assert_eq!(model.lora_config().unwrap(), config);
 
-    assert!(model.layers[0].self_attn.k_proj.lora.is_none(), "k_proj is not targeted");
+    assert!(
+        model.layers[0].self_attn.k_proj.lora.is_none(),
+        "k_proj is not targeted"
+    );
     // With and without gradient checkpointing (which re-tags every parameter).
     for model in [model.clone(), model.with_gradient_checkpointing(true)] {
         let data: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(data, [1, ids.len()]), &device);
+        // On the parameters' device, which carries the checkpointing strategy.
+        let on = model.embed_tokens.val().device();
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(data, [1, ids.len()]), &on);
         let loss = model.forward(tokens).sum();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let layer = &model.layers[0];
@@ -235,7 +249,10 @@ fn new_adapters_leave_the_outputs_unchanged_and_only_they_get_gradients() {
         let adapter = q.lora.as_ref().unwrap();
         assert!(grads.get::<2>(adapter.b.id).is_some(), "B gets a gradient");
         assert!(grads.get::<2>(adapter.a.id).is_some(), "A gets a gradient");
-        assert!(grads.get::<2>(q.weight.id).is_none(), "no gradient for a frozen W");
+        assert!(
+            grads.get::<2>(q.weight.id).is_none(),
+            "no gradient for a frozen W"
+        );
         assert!(grads.get::<2>(model.embed_tokens.id).is_none());
         assert!(grads.get::<1>(layer.input_layernorm.weight.id).is_none());
     }

@@ -37,7 +37,8 @@ pub use objective::{
     SftOutputs,
 };
 pub use pipeline::{
-    ADAPTER_DIR, AlignSettings, MODEL_DIR, RunReport, TrainSettings, config_path, run_align, run_sft,
+    ADAPTER_DIR, AlignSettings, MODEL_DIR, RunReport, TrainSettings, config_path, run_align,
+    run_sft,
 };
 pub use progress::progress_bar;
 pub use schedule::Schedule;

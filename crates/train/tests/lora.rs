@@ -102,7 +102,12 @@ fn adapter_bits(adapters: &LoraAdapters) -> Vec<u32> {
         .adapters
         .iter()
         .flat_map(|a| [a.a.val(), a.b.val()])
-        .flat_map(|t| t.into_data().iter::<f32>().map(f32::to_bits).collect::<Vec<_>>())
+        .flat_map(|t| {
+            t.into_data()
+                .iter::<f32>()
+                .map(f32::to_bits)
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -176,7 +181,10 @@ fn lora_trains_the_adapters_only_and_resumes_bitwise() {
     );
     assert_ne!(adapter_bits(&model.adapters()), adapters_before);
     let losses = train_losses(&straight.history);
-    let (first, last) = (losses[..2].iter().sum::<f64>(), losses[6..].iter().sum::<f64>());
+    let (first, last) = (
+        losses[..2].iter().sum::<f64>(),
+        losses[6..].iter().sum::<f64>(),
+    );
     assert!(last < first, "loss did not decrease: {losses:?}");
 
     // The reference is the base itself: its tensors are the policy's, not a copy.
@@ -184,7 +192,10 @@ fn lora_trains_the_adapters_only_and_resumes_bitwise() {
         buffer_address(straight.reference.embed_tokens.val()),
         buffer_address(model.embed_tokens.val())
     );
-    let (ours, theirs) = (&model.layers[1].mlp.down_proj, &straight.reference.layers[1].mlp.down_proj);
+    let (ours, theirs) = (
+        &model.layers[1].mlp.down_proj,
+        &straight.reference.layers[1].mlp.down_proj,
+    );
     assert!(theirs.lora.is_none());
     assert_eq!(
         buffer_address(theirs.weight.val()),
@@ -194,10 +205,16 @@ fn lora_trains_the_adapters_only_and_resumes_bitwise() {
     // Checkpoints hold the adapters, not the base.
     let checkpoints = list_checkpoints(&straight_dir);
     let at_3 = straight_dir.join("checkpoints").join(checkpoint_name(3));
-    assert_eq!(checkpoints.iter().map(|c| c.0).collect::<Vec<_>>(), [3, 6, 8]);
+    assert_eq!(
+        checkpoints.iter().map(|c| c.0).collect::<Vec<_>>(),
+        [3, 6, 8]
+    );
     let size = std::fs::metadata(at_3.join("model.bpk")).unwrap().len();
     let base_bytes = (base_before.len() * 4) as u64;
-    assert!(size < base_bytes / 2, "checkpoint model file {size} B, base {base_bytes} B");
+    assert!(
+        size < base_bytes / 2,
+        "checkpoint model file {size} B, base {base_bytes} B"
+    );
 
     let resumed_dir = temp_dir("resumed");
     let resumed = run(&resumed_dir, 8, Some(&at_3), policy());
