@@ -13,6 +13,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use softalign_data::{DataError, Format, ValidationPolicy};
+use softalign_model::LoraConfig;
 use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
 use softalign_train::checkpoint::CHECKPOINTS_DIR;
@@ -117,6 +118,28 @@ pub struct TrainFlags {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub gradient_checkpointing: bool,
+    /// LoRA rank: train low-rank adapters on the frozen model instead of every weight; 0
+    /// fine-tunes every weight [default 0].
+    #[arg(long)]
+    pub lora_r: Option<usize>,
+    /// LoRA α: the adapters' update is scaled by α/r [default 8, PEFT's].
+    #[arg(long, allow_negative_numbers = true)]
+    pub lora_alpha: Option<f64>,
+    /// Dropout on the adapters' input during training, in [0, 1) [default 0].
+    #[arg(long, allow_negative_numbers = true)]
+    pub lora_dropout: Option<f64>,
+    /// Modules to adapt: all-linear, or a comma-separated list of q_proj, k_proj, v_proj,
+    /// o_proj, gate_proj, up_proj, down_proj [default all-linear].
+    #[arg(long)]
+    pub lora_targets: Option<String>,
+    /// Start from this PEFT adapter folder (adapter_config.json, adapter_model.safetensors) on
+    /// --model and train it further.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// After a LoRA run, also write the model with the adapters merged to OUT/model/.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub merge: bool,
 }
 
 /// Keys a `--config` file may hold for `sft`.
@@ -149,6 +172,12 @@ pub const TRAIN_KEYS: &[&str] = &[
     "seed",
     "no-progress",
     "gradient-checkpointing",
+    "lora-r",
+    "lora-alpha",
+    "lora-dropout",
+    "lora-targets",
+    "adapter",
+    "merge",
 ];
 
 /// Loss flags of `align`.
@@ -209,10 +238,12 @@ impl TrainFlags {
         fill!(self, lower; model, data, out, format, label_temperature, heldout_fraction,
             max_eval_examples, template, max_length, max_prompt_length, optimizer, learning_rate,
             weight_decay, warmup_ratio, min_lr_ratio, epochs, max_steps, batch_size, grad_accum,
-            max_grad_norm, eval_every, eval_batch_size, save_every, keep_checkpoints, seed);
+            max_grad_norm, eval_every, eval_batch_size, save_every, keep_checkpoints, seed,
+            lora_r, lora_alpha, lora_dropout, lora_targets, adapter);
         self.skip_invalid |= lower.skip_invalid;
         self.no_progress |= lower.no_progress;
         self.gradient_checkpointing |= lower.gradient_checkpointing;
+        self.merge |= lower.merge;
     }
 
     /// Validates into the library's settings; `default_lr` is the command's learning rate.
@@ -291,7 +322,33 @@ impl TrainFlags {
         };
         s.progress = !self.no_progress;
         s.gradient_checkpointing = self.gradient_checkpointing;
+        s.lora = self.lora()?;
+        s.adapter = self.adapter.clone();
+        s.merge = self.merge;
         Ok(s)
+    }
+
+    /// The LoRA settings: `None` for a full fine-tune (`--lora-r` 0 or absent).
+    pub(crate) fn lora(&self) -> Result<Option<LoraConfig>> {
+        if self.lora_r.unwrap_or(0) == 0 {
+            let given = [
+                (self.lora_alpha.is_some(), "--lora-alpha"),
+                (self.lora_dropout.is_some(), "--lora-dropout"),
+                (self.lora_targets.is_some(), "--lora-targets"),
+            ];
+            if let Some((_, flag)) = given.iter().find(|(given, _)| *given) {
+                bail!("{flag} needs --lora-r (a rank of at least 1)");
+            }
+            return Ok(None);
+        }
+        let mut lora = LoraConfig::new(self.lora_r.unwrap_or(0));
+        if let Some(targets) = &self.lora_targets {
+            lora.targets =
+                LoraConfig::parse_targets(targets).map_err(|e| anyhow!("--lora-targets: {e}"))?;
+        }
+        lora.alpha = self.lora_alpha.unwrap_or(lora.alpha);
+        lora.dropout = self.lora_dropout.unwrap_or(lora.dropout);
+        Ok(Some(lora))
     }
 
     /// The flags that reproduce `s` (every value present), for config.toml.
@@ -334,6 +391,12 @@ impl TrainFlags {
             seed: Some(s.seed),
             no_progress: !s.progress,
             gradient_checkpointing: s.gradient_checkpointing,
+            lora_r: s.lora.as_ref().map(|l| l.r),
+            lora_alpha: s.lora.as_ref().map(|l| l.alpha),
+            lora_dropout: s.lora.as_ref().map(|l| l.dropout),
+            lora_targets: s.lora.as_ref().map(LoraConfig::targets_text),
+            adapter: s.adapter.clone(),
+            merge: s.merge,
         }
     }
 }
@@ -552,6 +615,9 @@ pub fn print_report(command: &str, out: &Path, report: &RunReport) {
     }
     if let Some(checkpoint) = &report.checkpoint {
         println!("checkpoint {}", checkpoint.display());
+    }
+    if let Some(adapter) = &report.adapter {
+        println!("adapter {} (PEFT layout)", adapter.display());
     }
     if let Some(model) = &report.exported {
         println!("model {} (Hugging Face layout)", model.display());

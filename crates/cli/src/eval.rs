@@ -9,7 +9,7 @@ use softalign_data::ValidationPolicy;
 use softalign_judge::{EvalSettings, Opponent, evaluate};
 use softalign_train::PromptTemplate;
 
-use crate::label::{JudgeFlags, load_model, parse_format};
+use crate::label::{JudgeFlags, load_model, load_model_with_adapter, parse_format};
 
 /// Flags of `softalign eval`.
 #[derive(Debug, Args)]
@@ -17,6 +17,10 @@ pub struct EvalArgs {
     /// The model to evaluate: Hugging Face folder or .gguf file.
     #[arg(long)]
     model: PathBuf,
+    /// PEFT LoRA adapter folder to load onto --model (the implicit reward's reference stays
+    /// --reference).
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// Held-out preference file: prompts, reference responses (chosen), labels.
     #[arg(long)]
     data: PathBuf,
@@ -96,7 +100,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         Some(path) => Some((args.judge_flags.judge(path)?, path.clone())),
         None => None,
     };
-    let model = load_model(&args.model, "model")?;
+    let model = load_model_with_adapter(&args.model, args.adapter.as_deref(), "model")?;
     let versus = match &args.versus {
         Some(path) => Some(load_model(path, "versus")?),
         None => None,

@@ -11,7 +11,7 @@ use anyhow::Result;
 use burn::tensor::Device;
 use clap::Args;
 use softalign_model::{
-    ChatMessage, GenerationConfig, Sampling, TextStream, generate, load_pretrained,
+    ChatMessage, GenerationConfig, Sampling, TextStream, generate, load_pretrained_with_adapter,
 };
 
 /// Flags of `softalign generate`.
@@ -20,6 +20,10 @@ pub struct GenerateArgs {
     /// Hugging Face model folder (config.json, *.safetensors, tokenizer.json) or a .gguf file.
     #[arg(long)]
     model: PathBuf,
+    /// PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) to load onto
+    /// the model.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// Text to continue (with --chat: the user's message).
     #[arg(long)]
     prompt: String,
@@ -48,7 +52,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let sampling = Sampling::new(args.temperature, args.top_p, args.top_k)?;
     let device = Device::default();
     let started = Instant::now();
-    let loaded = load_pretrained(&args.model, &device)?;
+    let loaded = load_pretrained_with_adapter(&args.model, args.adapter.as_deref(), &device)?;
     eprintln!(
         "softalign: loaded {} ({} layers, width {}) in {:.1} s",
         args.model.display(),

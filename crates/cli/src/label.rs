@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use clap::Args;
 use softalign_data::{DataError, Format, ValidationPolicy};
 use softalign_judge::{Judge, JudgeSettings, JudgeTemplate, LabelSettings, label_file};
-use softalign_model::{Pretrained, load_pretrained};
+use softalign_model::{Pretrained, load_pretrained_with_adapter};
 
 /// Judge flags shared by `label`, `eval` and `align --online`.
 #[derive(Debug, Clone, Args)]
@@ -36,6 +36,11 @@ pub struct JudgeFlags {
 impl JudgeFlags {
     /// Loads the judge model at `path` and builds the judge.
     pub fn judge(&self, path: &Path) -> Result<Judge> {
+        self.judge_with_adapter(path, None)
+    }
+
+    /// Loads the judge model at `path`, with a PEFT adapter when given, and builds the judge.
+    pub fn judge_with_adapter(&self, path: &Path, adapter: Option<&Path>) -> Result<Judge> {
         let template = match &self.template {
             Some(file) => JudgeTemplate::from_file(file)?,
             None => JudgeTemplate::builtin(),
@@ -47,15 +52,25 @@ impl JudgeFlags {
             batch_size: self.batch_size,
         };
         settings.validate()?;
-        let loaded = load_model(path, "judge")?;
+        let loaded = load_model_with_adapter(path, adapter, "judge")?;
         Ok(Judge::new(loaded, template, settings)?)
     }
 }
 
 /// Loads a model for inference and says so on stderr.
 pub fn load_model(path: &Path, what: &str) -> Result<Pretrained> {
+    load_model_with_adapter(path, None, what)
+}
+
+/// Loads a model for inference, with a PEFT LoRA adapter on it when given, and says so on
+/// stderr.
+pub fn load_model_with_adapter(
+    path: &Path,
+    adapter: Option<&Path>,
+    what: &str,
+) -> Result<Pretrained> {
     let started = Instant::now();
-    let loaded = load_pretrained(path, &Device::default())?;
+    let loaded = load_pretrained_with_adapter(path, adapter, &Device::default())?;
     let c = &loaded.model.config;
     eprintln!(
         "softalign: {what} {} ({} layers, width {}) loaded in {:.1} s",
@@ -84,6 +99,10 @@ pub struct LabelArgs {
     /// Judge model: Hugging Face folder or .gguf file.
     #[arg(long)]
     judge: PathBuf,
+    /// PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) to load onto
+    /// the judge model.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// Preference file to label (JSONL or JSON array, any supported format).
     #[arg(long)]
     data: PathBuf,
@@ -135,7 +154,9 @@ pub fn run(args: LabelArgs) -> Result<()> {
     if !args.data.is_file() {
         return Err(anyhow!("{}: no such file", args.data.display()));
     }
-    let judge = args.judge_flags.judge(&args.judge)?;
+    let judge = args
+        .judge_flags
+        .judge_with_adapter(&args.judge, args.adapter.as_deref())?;
     let report = label_file(&judge, &settings, Some(stop_flag()))?;
     let h = &report.histogram;
     println!(

@@ -12,7 +12,7 @@ use softalign_judge::online::{
     run_online,
 };
 use softalign_judge::{Judge, JudgeSettings, JudgeTemplate};
-use softalign_model::load_pretrained;
+use softalign_model::load_pretrained_with_adapter;
 use softalign_train::Truncation;
 
 use crate::align::{LossFlags, TrainFlags, stop_flag};
@@ -163,8 +163,23 @@ pub fn run(train: &TrainFlags, loss: &LossFlags, online: &OnlineFlags) -> Result
             }
             _ => None,
         };
-        let policy = load_pretrained(&model_path, &Device::default().autodiff())?;
-        let reference = policy.model.valid();
+        let mut policy = load_pretrained_with_adapter(
+            &model_path,
+            train.adapter.as_deref(),
+            &Device::default().autodiff(),
+        )?;
+        if let Some(lora) = train.lora()? {
+            lora.validate()
+                .map_err(|(flag, problem)| anyhow!("--{flag}: {problem}"))?;
+            if train.adapter.is_some() {
+                bail!(
+                    "--adapter takes its LoRA settings from its adapter_config.json; drop --lora-r"
+                );
+            }
+            policy.model = policy.model.with_lora(&lora, settings.seed);
+        }
+        // With adapters, the reference is the same network with them switched off.
+        let reference = policy.model.without_adapters().valid();
         let truncation = Truncation {
             max_length: train.max_length.unwrap_or(512),
             max_prompt_length: train.max_prompt_length.unwrap_or(256),

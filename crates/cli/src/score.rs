@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::Args;
 use serde_json::Value;
-use softalign_model::{TextScore, load_pretrained, score_text};
+use softalign_model::{TextScore, load_pretrained_with_adapter, score_text};
 
 /// Flags of `softalign score`.
 #[derive(Debug, Args)]
@@ -16,6 +16,9 @@ pub struct ScoreArgs {
     /// Hugging Face model folder (config.json, *.safetensors, tokenizer.json) or a .gguf file.
     #[arg(long)]
     model: PathBuf,
+    /// A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors) to apply.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
     /// One text to score (encoded with no special tokens added).
     #[arg(long)]
     text: Option<String>,
@@ -35,7 +38,8 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         (None, Some(file)) => read_texts(file)?,
         (None, None) => bail!("give --text or --file"),
     };
-    let loaded = load_pretrained(&args.model, &Device::flex())?;
+    let loaded =
+        load_pretrained_with_adapter(&args.model, args.adapter.as_deref(), &Device::flex())?;
     let scores = texts
         .iter()
         .map(|text| score_text(&loaded, text))

@@ -132,3 +132,66 @@ fn a_file_of_texts_is_scored_line_by_line_and_bad_lines_are_named() {
         "{message}"
     );
 }
+
+/// With `--adapter`, the scores are those of base + adapter: the sum of the log-softmax of peft's
+/// own logits (`expected_logits_with_adapter.json`) at the next tokens.
+#[test]
+fn an_adapter_is_applied_before_scoring() {
+    let folder = golden("peft-tiny-lora");
+    let want: Value = serde_json::from_str(
+        &std::fs::read_to_string(folder.join("expected_logits_with_adapter.json")).unwrap(),
+    )
+    .unwrap();
+    let ids: Vec<usize> = want["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    let rows = want["logits"].as_array().unwrap();
+    let mut expected = 0.0f64;
+    for (i, &next) in ids.iter().enumerate().skip(1) {
+        let row: Vec<f64> = rows[i - 1]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let log_norm = max + row.iter().map(|x| (x - max).exp()).sum::<f64>().ln();
+        expected += row[next] - log_norm;
+    }
+    let output = softalign(&[
+        "score",
+        "--model",
+        folder.join("base").to_str().unwrap(),
+        "--adapter",
+        folder.join("adapter").to_str().unwrap(),
+        "--text",
+        want["text"].as_str().unwrap(),
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let got: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let sum = got["texts"][0]["sum_logp"].as_f64().unwrap();
+    assert!((sum - expected).abs() <= 1e-3, "{sum} vs peft {expected}");
+    // The adapter changes the scores: the base alone gives another sum.
+    let base = expected_base_sum(&folder);
+    assert!(
+        (sum - base).abs() > 1e-3,
+        "adapter had no effect: {sum} vs {base}"
+    );
+}
+
+fn expected_base_sum(folder: &Path) -> f64 {
+    let output = softalign(&[
+        "score",
+        "--model",
+        folder.join("base").to_str().unwrap(),
+        "--text",
+        expected(&folder.join("base"))["text"].as_str().unwrap(),
+        "--json",
+    ]);
+    let got: Value = serde_json::from_slice(&output.stdout).unwrap();
+    got["texts"][0]["sum_logp"].as_f64().unwrap()
+}

@@ -20,7 +20,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use softalign_data::Prompt;
 use softalign_model::{
-    CausalLm, GenerationConfig, Pretrained, Sampling, TextTokenizer, generate, save_pretrained,
+    CausalLm, GenerationConfig, Pretrained, Sampling, TextTokenizer, generate, save_adapter,
+    save_pretrained,
 };
 use softalign_optim::OptimizerKind;
 use softalign_pref::{PrefLoss, orient_pair, sigmoid};
@@ -438,6 +439,8 @@ pub struct PromptTask<'a> {
     pub judge: Option<&'a Judge>,
     /// Names the prompt file in errors.
     pub source: PathBuf,
+    /// Where the policy's base model came from (named in an exported LoRA adapter).
+    pub base_model: PathBuf,
 }
 
 impl<'a> PromptTask<'a> {
@@ -466,6 +469,7 @@ impl<'a> PromptTask<'a> {
             max_new_tokens,
             judge,
             source: source.to_path_buf(),
+            base_model: policy.source.clone(),
         })
     }
 
@@ -542,7 +546,13 @@ impl OnlineTask for PromptTask<'_> {
             .collect())
     }
 
+    /// The model in Hugging Face layout (merged, for a LoRA policy), and a LoRA policy's adapter
+    /// in PEFT's layout beside it (`adapter/`).
     fn save(&self, policy: &CausalLm, dir: &Path) -> Result<()> {
+        if policy.has_adapters() {
+            let base = self.base_model.display().to_string();
+            save_adapter(policy, &dir.with_file_name("adapter"), &base)?;
+        }
         Ok(save_pretrained(policy, self.tokenizer, dir)?)
     }
 }

@@ -39,6 +39,7 @@ pub mod fused;
 pub mod generate;
 pub mod gguf;
 pub mod guard;
+pub mod lora;
 pub mod memory;
 pub mod model;
 pub mod score;
@@ -54,6 +55,7 @@ pub use config::{Family, ModelConfig};
 pub use error::{ModelError, Result};
 pub use generate::{GenerationConfig, Sampling, TextStream, generate, sample_token};
 pub use gguf::GgufFile;
+pub use lora::{LoraConfig, load_adapter, load_pretrained_with_adapter, save_adapter};
 pub use memory::keep_freed_memory;
 pub use model::{CausalLm, KvCache, Linear, next_token_logps, token_logps};
 pub use score::{TextScore, score_text};
@@ -194,7 +196,17 @@ pub fn load_hf_folder(folder: &Path, device: &Device) -> Result<Pretrained> {
 /// `transformers.AutoModelForCausalLM.from_pretrained` loads: `model.safetensors` (f32),
 /// `config.json`, `generation_config.json`, `tokenizer.json`, `tokenizer_config.json`. Each file
 /// is written to a temporary name and renamed into place.
+///
+/// A model carrying LoRA adapters is written merged (`W + (α/r)·A·B`), so the files always
+/// compute what the model does; [`save_adapter`] writes the adapters alone.
 pub fn save_pretrained(model: &CausalLm, tokenizer: &TextTokenizer, folder: &Path) -> Result<()> {
+    let merged;
+    let model = if model.has_adapters() {
+        merged = model.clone().merge_adapters();
+        &merged
+    } else {
+        model
+    };
     std::fs::create_dir_all(folder).map_err(io_error(folder))?;
     weights::write_safetensors(&folder.join("model.safetensors"), &model.to_weights())?;
     let config = &model.config;

@@ -16,6 +16,7 @@ use burn::tensor::{
 
 use crate::config::ModelConfig;
 use crate::fused::{head_token_logps, rms_norm, swiglu};
+use crate::lora::LoraAdapter;
 
 /// Root-mean-square normalisation with a learned gain: `x / √(mean(x²) + ε) · w`.
 #[derive(Module, Debug)]
@@ -53,26 +54,38 @@ impl RmsNorm {
 }
 
 /// A dense layer `x · W + b` with `W` stored `[in, out]` (one matmul, no transpose) and an
-/// optional bias `[out]` (Qwen2's q/k/v projections).
+/// optional bias `[out]` (Qwen2's q/k/v projections), plus an optional LoRA adapter whose
+/// low-rank update is added to the output (see [`crate::lora`]).
 #[derive(Module, Debug)]
 pub struct Linear {
     /// The weight, `[in, out]` (the transpose of Hugging Face's `[out, in]`).
     pub weight: Param<Tensor<2>>,
     /// The bias, `[out]`.
     pub bias: Option<Param<Tensor<1>>>,
+    /// A LoRA adapter: `+ (α/r)·(x·A)·B`.
+    pub lora: Option<LoraAdapter>,
 }
 
 impl Linear {
     /// A layer with the given weight `[in, out]` and bias.
     pub fn new(weight: Param<Tensor<2>>, bias: Option<Param<Tensor<1>>>) -> Self {
-        Self { weight, bias }
+        Self {
+            weight,
+            bias,
+            lora: None,
+        }
     }
 
     /// `x: [rows, in]` → `[rows, out]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let update = self.lora.as_ref().map(|lora| lora.forward(x.clone()));
         let y = x.matmul(self.weight.val());
-        match &self.bias {
+        let y = match &self.bias {
             Some(bias) => y + bias.val().unsqueeze::<2>(),
+            None => y,
+        };
+        match update {
+            Some(update) => y + update,
             None => y,
         }
     }

@@ -23,7 +23,7 @@ pub struct HostTensor {
 
 impl HostTensor {
     /// The transpose of a matrix.
-    fn transposed(&self) -> HostTensor {
+    pub(crate) fn transposed(&self) -> HostTensor {
         let (rows, cols) = (self.shape[0], self.shape[1]);
         let mut out = vec![0.0f32; rows * cols];
         const BLOCK: usize = 32;
@@ -55,7 +55,7 @@ pub struct WeightMap {
 
 impl WeightMap {
     /// Removes and returns tensor `name`, checking its shape.
-    fn take(&mut self, name: &str, expected: &[usize]) -> Result<HostTensor> {
+    pub(crate) fn take(&mut self, name: &str, expected: &[usize]) -> Result<HostTensor> {
         let tensor = self
             .tensors
             .remove(name)
@@ -163,7 +163,7 @@ fn param<const D: usize>(tensor: HostTensor, device: &Device) -> Param<Tensor<D>
     Param::from_data(TensorData::new(tensor.data, shape), device)
 }
 
-fn host<const D: usize>(param: &Param<Tensor<D>>) -> HostTensor {
+pub(crate) fn host<const D: usize>(param: &Param<Tensor<D>>) -> HostTensor {
     let tensor = param.val();
     let shape = tensor.dims().to_vec();
     let data = tensor

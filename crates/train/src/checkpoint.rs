@@ -1,6 +1,8 @@
 //! Checkpoints of a run: `OUT/checkpoints/step-NNNNNNNN/` holding the model and optimizer state
 //! (`model.bpk`, `optimizer.bpk`, from `softalign_optim::checkpoint`), the trainer state
-//! (`trainer_state.json`: step, seed, metric history) and the objective's state.
+//! (`trainer_state.json`: step, seed, metric history) and the objective's state. A LoRA run's
+//! `model.bpk` holds only its adapters, and `lora.json` the base they belong to
+//! ([`crate::lora`]).
 //!
 //! Each checkpoint is written as `step-NNNNNNNN.partial/` and renamed into place once every file
 //! is synced, so a run killed at any moment leaves its earlier checkpoints intact and at worst
@@ -16,6 +18,7 @@ use softalign_optim::checkpoint::{
 };
 
 use crate::error::{Result, TrainError, io_error};
+use crate::lora::{LoraRecord, check_checkpoint_fits};
 use crate::metrics::MetricRecord;
 
 /// Folder of checkpoints inside the output folder.
@@ -150,20 +153,30 @@ pub fn save_checkpoint(
     let root = out_dir.join(CHECKPOINTS_DIR);
     std::fs::create_dir_all(&root).map_err(io_error(&root))?;
     let dir = root.join(checkpoint_name(state.step));
-    save_training_state(&dir, model, optim, |partial| {
+    let lora = LoraRecord::of(model);
+    let extra = |partial: &Path| {
         let path = partial.join(TRAINER_STATE_FILE);
         let text = serde_json::to_vec(state).expect("trainer state serialises");
         std::fs::write(&path, text).map_err(|cause| CheckpointError::Io {
             path: path.clone(),
             cause,
         })?;
-        objective_state(partial).map_err(|e| CheckpointError::Record {
+        let record = |e: crate::TrainError| CheckpointError::Record {
             path: partial.to_path_buf(),
             message: e.to_string(),
-        })?;
+        };
+        if let Some(lora) = &lora {
+            lora.write(partial).map_err(record)?;
+        }
+        objective_state(partial).map_err(record)?;
         crate::test_hook::reached("checkpoint");
         Ok(())
-    })?;
+    };
+    // A LoRA run's checkpoint holds its adapters only: the base is frozen and is the --model.
+    match &lora {
+        Some(_) => save_training_state(&dir, &model.adapters(), optim, extra)?,
+        None => save_training_state(&dir, model, optim, extra)?,
+    }
     prune_checkpoints(out_dir, keep)?;
     Ok(dir)
 }
@@ -195,7 +208,9 @@ fn prune_checkpoints(out_dir: &Path, keep: usize) -> Result<()> {
     Ok(())
 }
 
-/// Reads a checkpoint into a freshly built `model` (same architecture) and optimizer.
+/// Reads a checkpoint into a freshly built `model` (same architecture) and optimizer. For a
+/// LoRA run, `model` is the base with fresh adapters: the checkpoint's adapters replace them,
+/// after checking that the checkpoint was taken on the same base with the same adapter settings.
 pub fn load_checkpoint(
     dir: &Path,
     model: CausalLm,
@@ -207,6 +222,12 @@ pub fn load_checkpoint(
         path: path.clone(),
         cause,
     })?;
-    let (model, optim) = load_training_state(dir, model, optim)?;
+    check_checkpoint_fits(dir, &model)?;
+    let (model, optim) = if model.has_adapters() {
+        let (adapters, optim) = load_training_state(dir, model.adapters(), optim)?;
+        (model.set_adapters(adapters), optim)
+    } else {
+        load_training_state(dir, model, optim)?
+    };
     Ok((model, optim, state))
 }

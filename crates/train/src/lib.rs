@@ -22,6 +22,7 @@ pub mod demo;
 pub mod encode;
 mod error;
 pub mod figures;
+pub mod lora;
 pub mod metrics;
 pub mod objective;
 mod pipeline;
@@ -40,7 +41,8 @@ pub use objective::{
     SftOutputs,
 };
 pub use pipeline::{
-    AlignSettings, MODEL_DIR, RunReport, TrainSettings, config_path, run_align, run_sft,
+    ADAPTER_DIR, AlignSettings, MODEL_DIR, RunReport, TrainSettings, config_path, run_align,
+    run_sft,
 };
 pub use progress::progress_bar;
 pub use schedule::Schedule;

@@ -9,7 +9,8 @@ use burn::module::Module;
 use burn::tensor::Device;
 use softalign_data::{Format, LoadOptions, ValidationPolicy, split_train_heldout};
 use softalign_model::{
-    CausalLm, ModelConfig, Pretrained, TextTokenizer, load_pretrained, save_pretrained,
+    CausalLm, LoraConfig, ModelConfig, Pretrained, TextTokenizer, load_pretrained,
+    load_pretrained_with_adapter, save_adapter, save_pretrained,
 };
 use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
@@ -27,6 +28,8 @@ use crate::trainer::{LoopSettings, Run, train_loop};
 
 /// Folder of the exported model (Hugging Face layout) inside the output folder.
 pub const MODEL_DIR: &str = "model";
+/// Folder of the exported LoRA adapter (PEFT layout) inside the output folder.
+pub const ADAPTER_DIR: &str = "adapter";
 
 /// Settings shared by `sft` and `align`.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +91,12 @@ pub struct TrainSettings {
     /// Recompute activations in the backward pass instead of keeping them (less memory, more
     /// compute; the gradients are the same).
     pub gradient_checkpointing: bool,
+    /// Train LoRA adapters with these settings on the frozen model instead of every weight.
+    pub lora: Option<LoraConfig>,
+    /// Start from this PEFT adapter (and train it further) instead of fresh adapters.
+    pub adapter: Option<PathBuf>,
+    /// After a LoRA run, also write the model with the adapters merged to `OUT/model/`.
+    pub merge: bool,
 }
 
 impl TrainSettings {
@@ -126,6 +135,9 @@ impl TrainSettings {
             progress: true,
             resume: None,
             gradient_checkpointing: false,
+            lora: None,
+            adapter: None,
+            merge: false,
         }
     }
 
@@ -156,7 +168,28 @@ impl TrainSettings {
                 format!("must be positive, got {}", self.label_temperature),
             ));
         }
+        if let Some(lora) = &self.lora {
+            if self.adapter.is_some() {
+                return Err(setting(
+                    "adapter",
+                    "takes its LoRA settings from its adapter_config.json; drop --lora-r",
+                ));
+            }
+            lora.validate()
+                .map_err(|(flag, problem)| setting(flag, problem))?;
+        }
+        if self.merge && self.lora.is_none() && self.adapter.is_none() {
+            return Err(setting(
+                "merge",
+                "needs LoRA adapters (--lora-r or --adapter); a full fine-tune is always written to model/",
+            ));
+        }
         self.loop_settings(1, "check").validate()
+    }
+
+    /// Whether the run trains LoRA adapters rather than every weight.
+    pub fn uses_lora(&self) -> bool {
+        self.lora.is_some() || self.adapter.is_some()
     }
 
     /// The loop's settings for a run of `total_steps` steps.
@@ -234,8 +267,10 @@ pub struct RunReport {
     pub interrupted: bool,
     /// The last checkpoint.
     pub checkpoint: Option<PathBuf>,
-    /// The exported model (not when interrupted).
+    /// The exported model (not when interrupted; for a LoRA run only with `merge`).
     pub exported: Option<PathBuf>,
+    /// The exported LoRA adapter (not when interrupted).
+    pub adapter: Option<PathBuf>,
     /// Figures written.
     pub figures: Vec<PathBuf>,
     /// The last evaluation's metrics.
@@ -246,9 +281,28 @@ pub struct RunReport {
     pub seconds: f64,
 }
 
+/// Loads `--model` for training; with LoRA settings or `--adapter`, adds the adapters and
+/// freezes the base.
 fn load_model(settings: &TrainSettings, notify: &mut dyn FnMut(&str)) -> Result<Pretrained> {
     let started = Instant::now();
-    let mut loaded = load_pretrained(&settings.model, &Device::default().autodiff())?;
+    let mut loaded = load_pretrained_with_adapter(
+        &settings.model,
+        settings.adapter.as_deref(),
+        &Device::default().autodiff(),
+    )?;
+    if let Some(lora) = &settings.lora {
+        loaded.model = loaded.model.with_lora(lora, settings.seed);
+    }
+    if let Some(lora) = loaded.model.lora_config() {
+        notify(&format!(
+            "LoRA: rank {}, alpha {}, dropout {}, on {} ({} trainable parameters; the base is frozen)",
+            lora.r,
+            lora.alpha,
+            lora.dropout,
+            lora.targets_text(),
+            loaded.model.adapters().num_params()
+        ));
+    }
     loaded.model = loaded
         .model
         .with_gradient_checkpointing(settings.gradient_checkpointing);
@@ -321,9 +375,17 @@ fn finish<O: Objective>(
         .find(|r| r.split == "train")
         .cloned();
     if !outcome.interrupted {
-        let dir = settings.out_dir.join(MODEL_DIR);
-        export_model(&outcome.model.valid(), &loaded.tokenizer, &dir)?;
-        report.exported = Some(dir);
+        let model = outcome.model.valid();
+        if model.has_adapters() {
+            let dir = settings.out_dir.join(ADAPTER_DIR);
+            save_adapter(&model, &dir, &settings.model.display().to_string())?;
+            report.adapter = Some(dir);
+        }
+        if !model.has_adapters() || settings.merge {
+            let dir = settings.out_dir.join(MODEL_DIR);
+            export_model(&model, &loaded.tokenizer, &dir)?;
+            report.exported = Some(dir);
+        }
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
@@ -469,14 +531,16 @@ pub fn run_align(
         interrupted: false,
         checkpoint: None,
         exported: None,
+        adapter: None,
         figures: Vec::new(),
         final_eval: None,
         final_train: None,
         seconds: 0.0,
     };
+    // With adapters, the reference is the same network with them switched off (no second copy).
     let mut objective = PreferenceObjective::new(
         settings.loss,
-        &loaded.model,
+        &loaded.model.without_adapters(),
         settings.reference,
         loaded.model.config.pad_token_id(),
     );
@@ -541,6 +605,7 @@ pub fn run_sft(
         interrupted: false,
         checkpoint: None,
         exported: None,
+        adapter: None,
         figures: Vec::new(),
         final_eval: None,
         final_train: None,
