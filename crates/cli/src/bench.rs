@@ -3,8 +3,9 @@
 
 use burn::tensor::Device;
 use clap::Subcommand;
+use softalign_model::{LoraConfig, ModelConfig};
 use softalign_optim::bench::{BenchOptimizer, measure, measure_bandwidth};
-use softalign_train::bench_step::{LENGTH, SEQUENCES, bench_step};
+use softalign_train::bench_step::{LENGTH, SEQUENCES, StepSetup, bench_step};
 
 /// The benchmarks.
 #[derive(Debug, Subcommand)]
@@ -39,6 +40,15 @@ pub enum BenchCommand {
         /// Print one JSON object instead of a line per step and a summary.
         #[arg(long)]
         json: bool,
+        /// Model shape (random weights): smollm2-135m or qwen2.5-1.5b.
+        #[arg(long, default_value = "smollm2-135m")]
+        shape: String,
+        /// Train LoRA adapters of this rank on every projection (α 16) instead of every weight.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+        lora_r: Option<u64>,
+        /// Recompute activations in the backward pass.
+        #[arg(long)]
+        gradient_checkpointing: bool,
     },
 }
 
@@ -50,7 +60,31 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             repeats,
             json,
         } => optim(params as usize, repeats as usize, json),
-        BenchCommand::Step { steps, json } => step(steps as usize, json),
+        BenchCommand::Step {
+            steps,
+            json,
+            shape,
+            lora_r,
+            gradient_checkpointing,
+        } => {
+            let config = match shape.as_str() {
+                "smollm2-135m" => ModelConfig::smollm2_135m(),
+                "qwen2.5-1.5b" => ModelConfig::qwen2_5_1_5b(),
+                other => anyhow::bail!(
+                    "--shape: unknown shape {other:?} (expected smollm2-135m or qwen2.5-1.5b)"
+                ),
+            };
+            let lora = lora_r.map(|r| LoraConfig {
+                alpha: 2.0 * r as f64,
+                ..LoraConfig::new(r as usize)
+            });
+            let setup = StepSetup {
+                config,
+                lora,
+                gradient_checkpointing,
+            };
+            step(steps as usize, json, &setup)
+        }
     }
 }
 
@@ -113,10 +147,10 @@ fn optim(params: usize, repeats: usize, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn step(steps: usize, json: bool) -> anyhow::Result<()> {
+fn step(steps: usize, json: bool, setup: &StepSetup) -> anyhow::Result<()> {
     // The device the step runs on; a `--device` flag selects it here once devices are parsed.
     let device = Device::default();
-    let result = bench_step(steps, &device, |t| {
+    let result = bench_step(steps, &device, setup, |t| {
         if !json {
             let label = if t.step == 0 { "warm-up" } else { "step" };
             eprintln!(
@@ -138,11 +172,13 @@ fn step(steps: usize, json: bool) -> anyhow::Result<()> {
     println!(
         "bench step: median {:.2} s per step (reference forward + policy forward/backward, \
          {SEQUENCES} × {LENGTH} tokens), {:.0} policy tokens/s; AdamW update {:.2} s; \
-         peak RSS {:.2} GB; {} threads; {}",
+         peak RSS {:.2} GB; {} parameters, {} trained; {} threads; {}",
         result.step_s,
         result.policy_tokens_per_s,
         result.update_s,
         result.peak_rss_bytes as f64 / 1e9,
+        result.params,
+        result.trainable_params,
         rayon::current_num_threads(),
         result.cpu
     );

@@ -1,6 +1,7 @@
 //! The training-step benchmark behind `softalign bench step`: one preference-training step of
 //! the SmolLM2-135M shape (random init; 30 blocks, width 576, FFN 1536, 9/3 heads, vocabulary
-//! 49,152, tied head) on 2 preference pairs of 256 tokens, i.e. 4 sequences of 256:
+//! 49,152, tied head) — or another shape, with LoRA adapters and gradient checkpointing when
+//! asked ([`StepSetup`]) — on 2 preference pairs of 256 tokens, i.e. 4 sequences of 256:
 //!
 //! - reference model: forward pass without gradients (sequence log-probabilities);
 //! - policy: forward and backward of a DPO loss on the same sequences;
@@ -20,7 +21,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use softalign_model::{CausalLm, ModelConfig};
+use softalign_model::{CausalLm, LoraConfig, ModelConfig};
 
 /// Sequences per step: 2 pairs, chosen then rejected.
 pub const SEQUENCES: usize = 4;
@@ -63,6 +64,37 @@ pub struct StepBench {
     pub peak_rss_bytes: u64,
     /// The CPU model and its widest vector extensions.
     pub cpu: String,
+    /// Parameters of the model (adapters included).
+    pub params: usize,
+    /// Parameters that are trained.
+    pub trainable_params: usize,
+    /// LoRA rank, when adapters are trained.
+    pub lora_r: Option<usize>,
+    /// Whether activations were recomputed in the backward pass.
+    pub gradient_checkpointing: bool,
+}
+
+/// What is trained in the benchmarked step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepSetup {
+    /// The model's shape (random weights).
+    pub config: ModelConfig,
+    /// Train LoRA adapters on the frozen model instead of every weight; the reference is then
+    /// the same network without its adapters.
+    pub lora: Option<LoraConfig>,
+    /// Recompute activations in the backward pass.
+    pub gradient_checkpointing: bool,
+}
+
+impl Default for StepSetup {
+    /// Full fine-tuning of the SmolLM2-135M shape, activations kept.
+    fn default() -> Self {
+        Self {
+            config: ModelConfig::smollm2_135m(),
+            lora: None,
+            gradient_checkpointing: false,
+        }
+    }
 }
 
 /// Runs a warm-up step and `steps` timed steps on `device` (an autodiff device is made of it),
@@ -70,15 +102,26 @@ pub struct StepBench {
 pub fn bench_step(
     steps: usize,
     device: &Device,
+    setup: &StepSetup,
     mut progress: impl FnMut(&StepTiming),
 ) -> StepBench {
     let steps = steps.max(1);
-    let config = ModelConfig::smollm2_135m();
+    let config = setup.config.clone();
     let plain = device.clone();
     let device = plain.clone().autodiff();
     device.seed(0);
     let mut policy = CausalLm::init(&config, &device);
-    let reference = policy.valid();
+    if let Some(lora) = &setup.lora {
+        policy = policy.with_lora(lora, 0);
+    }
+    policy = policy.with_gradient_checkpointing(setup.gradient_checkpointing);
+    let trainable_params = trainable_params(&policy);
+    // With adapters the reference is the base itself (the policy's tensors, no copy).
+    let reference = if policy.has_adapters() {
+        policy.without_adapters().valid()
+    } else {
+        policy.valid()
+    };
     let tokens = random_tokens(&config, &plain);
     let tracked_tokens = random_tokens(&config, &device);
     let mut optimizer = AdamWConfig::new().init();
@@ -115,6 +158,19 @@ pub fn bench_step(
         policy_tokens_per_s: (SEQUENCES * LENGTH) as f64 / step_s,
         peak_rss_bytes: peak_rss_bytes(),
         cpu: cpu_description(),
+        params: policy.num_params(),
+        trainable_params,
+        lora_r: setup.lora.as_ref().map(|l| l.r),
+        gradient_checkpointing: setup.gradient_checkpointing,
+    }
+}
+
+/// Parameters that receive gradients (every one in a full fine-tune, the adapters under LoRA).
+fn trainable_params(model: &CausalLm) -> usize {
+    if model.has_adapters() {
+        model.num_params() - model.without_adapters().num_params()
+    } else {
+        model.num_params()
     }
 }
 
@@ -162,8 +218,12 @@ fn policy_gradients(
     tokens: &Tensor<2, Int>,
     reference_logps: &Tensor<1>,
 ) -> (GradientsParams, f32) {
+    let checkpointing = policy.gradient_checkpointing();
     let half = |i: usize| {
-        let replica = policy.valid().train();
+        let replica = policy
+            .valid()
+            .train()
+            .with_gradient_checkpointing(checkpointing);
         let loss = dpo_loss(
             sequence_logps(&replica, pair(tokens, i)),
             reference_logps.clone().narrow(0, i * 2, 2),
