@@ -5,8 +5,14 @@ One preference-training step of the SmolLM2-135M shape (random init, tied head) 
 DPO loss on full-vocabulary log-softmax (as TRL computes it), then a fused AdamW update timed
 separately. PyTorch eager, transformers' LlamaForCausalLM, all threads of the machine.
 
-    python3 -m venv .cache/venv-torch && .cache/venv-torch/bin/pip install torch transformers
-    .cache/venv-torch/bin/python scripts/pytorch-train-step.py [STEPS] [--json]
+    python3 -m venv .cache/venv-torch && .cache/venv-torch/bin/pip install torch transformers peft
+    .cache/venv-torch/bin/python scripts/pytorch-train-step.py [STEPS] [--json] [--lora-r R]
+        [--gradient-checkpointing]
+
+With --lora-r R the policy is peft's LoRA (r R, alpha 2R, all-linear, no dropout) on the frozen
+model and the reference forward runs the same network with the adapter disabled, as TRL does for
+peft models (`softalign bench step --lora-r R` measures the same step); --gradient-checkpointing
+turns on transformers' (non-reentrant) activation checkpointing.
 
 The last line of stdout is the median step; with --json, the object `softalign bench step --json`
 prints: {"step_s", "update_s", "policy_tokens_per_s", "peak_rss_bytes", "cpu"}.
@@ -32,8 +38,17 @@ def sequence_logps(model, tokens):
     return logps.sum(1)
 
 
+def option(name):
+    """The value after `name` on the command line, or None."""
+    if name in sys.argv:
+        return sys.argv[sys.argv.index(name) + 1]
+    return None
+
+
 def main():
-    args = [a for a in sys.argv[1:] if a != "--json"]
+    lora_r = option("--lora-r")
+    checkpointing = "--gradient-checkpointing" in sys.argv
+    args = [a for a in sys.argv[1:] if not a.startswith("--") and a != lora_r]
     steps = int(args[0]) if args else 3
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
@@ -43,20 +58,36 @@ def main():
         rms_norm_eps=1e-5, rope_theta=100000.0, tie_word_embeddings=True,
     )
     policy = LlamaForCausalLM(config)
-    reference = LlamaForCausalLM(config)
-    reference.load_state_dict(policy.state_dict())
-    reference.eval()
+    if checkpointing:
+        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if lora_r is not None:
+        from peft import LoraConfig as PeftLoraConfig, get_peft_model
+        r = int(lora_r)
+        policy = get_peft_model(policy, PeftLoraConfig(
+            r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear",
+            task_type="CAUSAL_LM"))
+        reference = None
+    else:
+        reference = LlamaForCausalLM(config)
+        reference.load_state_dict(policy.state_dict())
+        reference.eval()
     policy.train()
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-6, fused=True)
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-6, fused=True)
     tokens = torch.randint(0, config.vocab_size, (SEQUENCES, LENGTH))
     params = sum(p.numel() for p in policy.parameters())
-    print(f"torch {torch.__version__}: {params} parameters; batch {SEQUENCES} x {LENGTH}; "
+    print(f"torch {torch.__version__}: {params} parameters, "
+          f"{sum(p.numel() for p in trainable)} trained; batch {SEQUENCES} x {LENGTH}; "
           f"{torch.get_num_threads()} threads", file=sys.stderr)
     totals, updates = [], []
     for step in range(steps + 1):
         started = time.perf_counter()
         with torch.no_grad():
-            reference_logps = sequence_logps(reference, tokens)
+            if reference is None:
+                with policy.disable_adapter():
+                    reference_logps = sequence_logps(policy, tokens)
+            else:
+                reference_logps = sequence_logps(reference, tokens)
         ref_s = time.perf_counter() - started
         t = time.perf_counter()
         ratio = (sequence_logps(policy, tokens) - reference_logps).view(SEQUENCES // 2, 2)
