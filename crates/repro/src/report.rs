@@ -57,6 +57,10 @@ pub struct Sections {
     pub lm: Outcome,
     /// Soft-label alignment of a real model.
     pub align: Outcome,
+    /// The soft-label study across label regimes and β (absent from manifests written before it
+    /// existed).
+    #[serde(default)]
+    pub soft_labels: Outcome,
 }
 
 impl Sections {
@@ -190,7 +194,7 @@ pub fn write_report(
          from `scripts/fetch-repro-data.sh` (see DATA.md).\n\n",
     );
     // (figure name, title, outcome, its JSON and PNG in the run's folder, the section writer)
-    let sections_list: [(&str, &str, &Outcome, [&str; 2], Section); 6] = [
+    let sections_list: [(&str, &str, &Outcome, [&str; 2], Section); 7] = [
         (
             "toy",
             "ADOPT's toy convex problem (ADOPT Fig. 1, 3)",
@@ -233,6 +237,13 @@ pub fn write_report(
             ["report.json", "comparison.png"],
             align_section,
         ),
+        (
+            "soft_labels",
+            "Soft labels across label regimes and β (GDPO's claim, a paired study on the demo's task)",
+            &sections.soft_labels,
+            ["soft_labels.json", "soft_labels.png"],
+            soft_labels_section,
+        ),
     ];
     let mut summary = String::from("## Summary\n\n");
     let mut body = String::new();
@@ -274,8 +285,12 @@ pub fn write_report(
 
 type Section = fn(&Value, &Path) -> Result<String, ReproError>;
 
-/// "k of n claims agree", naming the claims that do not, from a section's claims table.
+/// "k of n claims agree", naming the claims that do not, from a section's claims table; a
+/// section with a `**Verdict**:` line is summarised by that line instead.
 fn verdict_summary(section: &str) -> String {
+    if let Some(line) = section.lines().find(|l| l.starts_with("**Verdict**:")) {
+        return line.to_string();
+    }
     let rows: Vec<&str> = section
         .lines()
         .filter(|l| l.ends_with("| agrees |") || l.ends_with("| **disagrees** |"))
@@ -371,6 +386,20 @@ fn align_section(json: &Value, path: &Path) -> Result<String, ReproError> {
     md.push_str(
         "\nThis is the built-in demo of `softalign align`, not the paper's SmolLM2 experiment with AI-feedback \
          labels; it checks the paper's mechanism where the true reward is known.\n",
+    );
+    Ok(md)
+}
+
+fn soft_labels_section(json: &Value, path: &Path) -> Result<String, ReproError> {
+    let report: crate::soft_labels::SoftLabelReport = serde_json::from_value(json.clone())
+        .map_err(|e| format_error(path, format!("not a soft-labels report: {e}")))?;
+    let mut md = crate::soft_labels::markdown(&report);
+    md.push_str(
+        "\nDifferences from the paper's setting: labels here are exact Bradley–Terry probabilities \
+         (or simulated votes) of a known reward, not an AI judge's; the model is a 2-block, \
+         width-64 Llama on a three-digit task, not SmolLM2/Llama on dialogue; each run is scored \
+         at its last step, with β chosen on validation prompts, not at a checkpoint chosen by \
+         win rate. The verdict above is the only claim this section makes.\n",
     );
     Ok(md)
 }
