@@ -87,7 +87,9 @@ pub struct SoftLabelArgs {
 }
 
 /// Runs the soft-label study, writes its JSON and figure, prints its tables and verdict.
-pub fn soft_labels(args: &SoftLabelArgs) -> anyhow::Result<softalign_repro::soft_labels::SoftLabelReport> {
+pub fn soft_labels(
+    args: &SoftLabelArgs,
+) -> anyhow::Result<softalign_repro::soft_labels::SoftLabelReport> {
     use softalign_repro::soft_labels;
     let config = soft_labels::SoftLabelConfig::new(
         args.seeds.map(|s| s as usize),
@@ -95,7 +97,10 @@ pub fn soft_labels(args: &SoftLabelArgs) -> anyhow::Result<softalign_repro::soft
         args.all_losses,
         args.out.join("runs"),
     );
-    eprintln!("soft-labels: verdict rules (fixed before the run): {}", soft_labels::RULES);
+    eprintln!(
+        "soft-labels: verdict rules (fixed before the run): {}",
+        soft_labels::RULES
+    );
     let report = soft_labels::run(&config, &mut |line| eprintln!("soft-labels: {line}"))?;
     soft_labels::write(&report, &args.out)?;
     println!("{}", soft_labels::markdown(&report));

@@ -236,10 +236,13 @@ fn data_ranges(panel: &Panel) -> ((f64, f64), (f64, f64)) {
             see(px, 0.0);
             see(px + b.width, h)
         });
-        b.bars.iter().zip(&b.errors).for_each(|(&(px, _), &(lo, hi))| {
-            see(px, lo);
-            see(px, hi)
-        });
+        b.bars
+            .iter()
+            .zip(&b.errors)
+            .for_each(|(&(px, _), &(lo, hi))| {
+                see(px, lo);
+                see(px, hi)
+            });
     }
     if !x.0.is_finite() {
         x = (0.0, 1.0);
@@ -344,10 +347,15 @@ fn draw_panel<DB: DrawingBackend>(
     }
     for (i, bars) in panel.bars.iter().enumerate() {
         let color = series_colour(&bars.label, line_count + i);
-        chart.draw_series(bars.bars.iter().zip(&bars.errors).map(|(&(x, _), &(lo, hi))| {
-            let centre = x + bars.width / 2.0;
-            PathElement::new(vec![(centre, lo), (centre, hi)], color.stroke_width(2))
-        }))?;
+        chart.draw_series(
+            bars.bars
+                .iter()
+                .zip(&bars.errors)
+                .map(|(&(x, _), &(lo, hi))| {
+                    let centre = x + bars.width / 2.0;
+                    PathElement::new(vec![(centre, lo), (centre, hi)], color.stroke_width(2))
+                }),
+        )?;
     }
     for (i, series) in panel.series.iter().enumerate() {
         let color = series_colour(&series.label, i);
@@ -405,10 +413,8 @@ mod tests {
         assert_ne!(loss_colour("gdpo"), loss_colour("gipo"));
         assert_eq!(loss_colour("adopt"), None);
         assert_eq!(series_colour("adopt", 2), palette(2));
-        let colours: std::collections::HashSet<_> = LOSS_COLOURS
-            .iter()
-            .map(|(_, c)| (c.0, c.1, c.2))
-            .collect();
+        let colours: std::collections::HashSet<_> =
+            LOSS_COLOURS.iter().map(|(_, c)| (c.0, c.1, c.2)).collect();
         assert_eq!(colours.len(), LOSS_COLOURS.len());
     }
 

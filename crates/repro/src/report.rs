@@ -855,10 +855,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("all.json");
         let skipped = serde_json::json!({"skipped": "x"});
-        let old: serde_json::Map<String, Value> = ["toy", "bandit", "mnist", "fashion", "lm", "align"]
-            .iter()
-            .map(|k| (k.to_string(), skipped.clone()))
-            .collect();
+        let old: serde_json::Map<String, Value> =
+            ["toy", "bandit", "mnist", "fashion", "lm", "align"]
+                .iter()
+                .map(|k| (k.to_string(), skipped.clone()))
+                .collect();
         std::fs::write(&path, serde_json::to_string(&old).unwrap()).unwrap();
         let sections = Sections::read(&path).unwrap();
         assert_eq!(sections.soft_labels, Outcome::default());

@@ -21,7 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use softalign_plot::{Bars, Figure, Panel, Series};
 use softalign_pref::{PrefLoss, binarize};
-use softalign_train::demo::pairs::{Labelling, LabelledPair, SampledPair, sample_unlabelled};
+use softalign_train::demo::pairs::{LabelledPair, Labelling, SampledPair, sample_unlabelled};
 use softalign_train::demo::report::AnswerQuality;
 use softalign_train::demo::{
     DemoSettings, PromptSplit, align_once, choose_beta, encode_pairs, final_eval, greedy_answers,
@@ -74,7 +74,11 @@ pub fn regimes() -> Vec<Regime> {
         regime("R0", "the demo: κ 1.5, ties dropped", exact(1.5, false)),
         regime("R1", "κ 1.5, ties kept (p̂ = ½)", exact(1.5, true)),
         regime("R2", "κ 0.5: near-ties", exact(0.5, true)),
-        regime("R3", "κ 4.5: confident (negative control)", exact(4.5, true)),
+        regime(
+            "R3",
+            "κ 4.5: confident (negative control)",
+            exact(4.5, true),
+        ),
         regime(
             "R4",
             "κ 1.5 as 5 raters' votes, p̂ = k/5",
@@ -226,7 +230,8 @@ pub struct TestMetrics {
 
 impl TestMetrics {
     fn of(runs: &[&RunResult]) -> Self {
-        let ci = |f: fn(&RunResult) -> f64| mean_ci95(&runs.iter().map(|r| f(r)).collect::<Vec<_>>());
+        let ci =
+            |f: fn(&RunResult) -> f64| mean_ci95(&runs.iter().map(|r| f(r)).collect::<Vec<_>>());
         let optional = |f: fn(&RunResult) -> Option<f64>| {
             let values: Option<Vec<f64>> = runs.iter().map(|r| f(r)).collect();
             values.filter(|v| !v.is_empty()).map(|v| mean_ci95(&v))
@@ -477,7 +482,9 @@ fn run_seed(
                     });
                     continue;
                 }
-                let dir = scratch.join(&regime.name).join(format!("{}-{beta}", loss.name()));
+                let dir = scratch
+                    .join(&regime.name)
+                    .join(format!("{}-{beta}", loss.name()));
                 let outcome = align_once(
                     &settings,
                     &reference,
@@ -618,7 +625,8 @@ fn compare(
             .filter_map(|&s| Some((pick(s, loss)?, pick(s, baseline)?)))
             .unzip()
     };
-    let (a, b) = rewards(&|s, l| tuned_run(runs, s, regime, l.name()).map(|r| r.test.mean_true_reward));
+    let (a, b) =
+        rewards(&|s, l| tuned_run(runs, s, regime, l.name()).map(|r| r.test.mean_true_reward));
     let (c, d) = rewards(&|s, l| {
         run_at(runs, s, regime, l.name(), l.beta()).map(|r| r.test.mean_true_reward)
     });
@@ -646,7 +654,10 @@ pub fn verdict(comparisons: &[Comparison]) -> Verdict {
             if c.tuned.difference.high < 0.0 {
                 reasons.push(format!(
                     "{regime}: tuned GDPO − {} = {:+.3} [{:+.3}, {:+.3}], upper bound < 0",
-                    c.baseline, c.tuned.difference.mean, c.tuned.difference.low, c.tuned.difference.high
+                    c.baseline,
+                    c.tuned.difference.mean,
+                    c.tuned.difference.low,
+                    c.tuned.difference.high
                 ));
             }
         }
@@ -715,7 +726,12 @@ pub fn verdict(comparisons: &[Comparison]) -> Verdict {
     }
 }
 
-fn mechanism(report_runs: &[RunResult], seeds: &[SeedInfo], regimes: &[Regime], betas: &[f64]) -> Mechanism {
+fn mechanism(
+    report_runs: &[RunResult],
+    seeds: &[SeedInfo],
+    regimes: &[Regime],
+    betas: &[f64],
+) -> Mechanism {
     let sft: HashMap<u64, f64> = seeds
         .iter()
         .map(|s| (s.seed, s.sft_test.mean_true_reward))
@@ -732,8 +748,12 @@ fn mechanism(report_runs: &[RunResult], seeds: &[SeedInfo], regimes: &[Regime], 
                         .filter(|r| r.regime == regime.name && r.loss == loss && r.beta == beta)
                         .filter_map(|r| Some(r.test.mean_true_reward - sft.get(&r.seed)?))
                         .collect();
-                    (!deltas.is_empty())
-                        .then(|| (loss.to_string(), deltas.iter().sum::<f64>() / deltas.len() as f64))
+                    (!deltas.is_empty()).then(|| {
+                        (
+                            loss.to_string(),
+                            deltas.iter().sum::<f64>() / deltas.len() as f64,
+                        )
+                    })
                 })
                 .collect::<Vec<_>>();
             cells.push(MechanismCell {
@@ -774,6 +794,7 @@ pub fn run(
         runs.extend(results);
         trained += count;
     }
+    remove_dir(&config.scratch)?;
     let mut betas = config.demo.betas.clone();
     betas.sort_by(f64::total_cmp);
     let mut summaries = Vec::new();
@@ -888,7 +909,8 @@ pub fn markdown(report: &SoftLabelReport) -> String {
     );
     for s in &report.summaries {
         let t = &s.tuned;
-        let optional = |i: &Option<Interval>| i.as_ref().map_or("–".into(), |i| format!("{:+.2}", i.mean));
+        let optional =
+            |i: &Option<Interval>| i.as_ref().map_or("–".into(), |i| format!("{:+.2}", i.mean));
         let _ = writeln!(
             md,
             "| {} | {} | {:?} | {} | {} | {} | {} / {} | {} | {} | {} / {} | {} | {} |",
@@ -924,7 +946,8 @@ pub fn markdown(report: &SoftLabelReport) -> String {
             d.positive,
             d.negative,
             d.zero,
-            d.minimum_detectable.map_or("–".into(), |m| format!("{m:.3}")),
+            d.minimum_detectable
+                .map_or("–".into(), |m| format!("{m:.3}")),
             interval(&c.default.difference),
         );
     }
@@ -936,7 +959,9 @@ pub fn markdown(report: &SoftLabelReport) -> String {
         report.verdict.reasons.join("; ")
     );
     let _ = writeln!(md, "Mechanism check: {}\n", report.mechanism_rule);
-    md.push_str("| regime | β | κ/β | test reward − SFT's: dpo / cdpo / gdpo |\n|---|---|---|---|\n");
+    md.push_str(
+        "| regime | β | κ/β | test reward − SFT's: dpo / cdpo / gdpo |\n|---|---|---|---|\n",
+    );
     for cell in &report.mechanism.cells {
         let changes = cell
             .change
@@ -944,7 +969,11 @@ pub fn markdown(report: &SoftLabelReport) -> String {
             .map(|(loss, d)| format!("{loss} {d:+.3}"))
             .collect::<Vec<_>>()
             .join(" / ");
-        let _ = writeln!(md, "| {} | {} | {:.2} | {changes} |", cell.regime, cell.beta, cell.ratio);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.2} | {changes} |",
+            cell.regime, cell.beta, cell.ratio
+        );
     }
     let _ = writeln!(
         md,
@@ -1004,7 +1033,10 @@ pub fn figure(report: &SoftLabelReport) -> Figure {
         report
             .comparisons
             .iter()
-            .find(|c| c.regime == regime && key == format!("{} baseline: {} − {}", c.baseline, c.loss, c.baseline))
+            .find(|c| {
+                c.regime == regime
+                    && key == format!("{} baseline: {} − {}", c.baseline, c.loss, c.baseline)
+            })
             .map(|c| c.tuned.difference)
     };
     let mut panels = vec![
@@ -1040,7 +1072,10 @@ pub fn figure(report: &SoftLabelReport) -> Figure {
                     .collect();
                 Series::line(
                     s.loss.clone(),
-                    points.iter().map(|(x, b)| (*x, b.test_reward.mean)).collect(),
+                    points
+                        .iter()
+                        .map(|(x, b)| (*x, b.test_reward.mean))
+                        .collect(),
                 )
                 .with_band(
                     points
@@ -1051,7 +1086,10 @@ pub fn figure(report: &SoftLabelReport) -> Figure {
             })
             .collect();
         panels.push(Panel {
-            title: format!("{}: {} — test reward against β", regime.name, regime.description),
+            title: format!(
+                "{}: {} — test reward against β",
+                regime.name, regime.description
+            ),
             x_label: "β".into(),
             y_label: "true reward".into(),
             series,

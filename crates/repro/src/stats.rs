@@ -99,8 +99,7 @@ pub fn paired_difference(a: &[f64], b: &[f64]) -> PairedDifference {
         negative: count(|d| d < 0.0),
         zero: count(|d| d == 0.0),
         minimum_detectable: (n >= 2).then(|| {
-            (quantile(&T_975, n - 1, 1.96) + quantile(&T_80, n - 1, 0.842)) * sd
-                / (n as f64).sqrt()
+            (quantile(&T_975, n - 1, 1.96) + quantile(&T_80, n - 1, 0.842)) * sd / (n as f64).sqrt()
         }),
     }
 }

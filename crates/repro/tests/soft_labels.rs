@@ -99,14 +99,21 @@ fn votes_are_unbiased_for_the_true_probability() {
     let (mut sum, mut sum_reversed) = (0.0, 0.0);
     for _ in 0..draws {
         let p = votes.probability(&sample, &mut rng).unwrap();
-        assert!((p * 5.0 - (p * 5.0).round()).abs() < 1e-12, "a share of five votes");
+        assert!(
+            (p * 5.0 - (p * 5.0).round()).abs() < 1e-12,
+            "a share of five votes"
+        );
         sum += p;
         sum_reversed += votes.probability(&reversed, &mut rng).unwrap();
     }
     let p_star = 0.622_459;
     // Standard error of the mean of k/5: sqrt(p*(1 − p*)/5 / draws) ≈ 0.00108; allow 5 of them.
     let bound = 5.0 * (p_star * (1.0 - p_star) / 5.0 / draws as f64).sqrt();
-    assert!((sum / draws as f64 - p_star).abs() < bound, "{}", sum / draws as f64);
+    assert!(
+        (sum / draws as f64 - p_star).abs() < bound,
+        "{}",
+        sum / draws as f64
+    );
     assert!((sum_reversed / draws as f64 - (1.0 - p_star)).abs() < bound);
 }
 
@@ -177,7 +184,10 @@ fn dpo_runs_are_shared_by_regimes_with_the_same_binarized_labels_and_soft_losses
         key(PrefLoss::dpo(), &r1),
         key(PrefLoss::dpo().with_beta(0.3), &r1)
     );
-    assert_ne!(key(PrefLoss::dpo(), &r1), key(PrefLoss::dpo(), &labelled("R0")));
+    assert_ne!(
+        key(PrefLoss::dpo(), &r1),
+        key(PrefLoss::dpo(), &labelled("R0"))
+    );
 }
 
 fn comparison(regime: &str, baseline: &str, differences: &[f64]) -> Comparison {
@@ -204,13 +214,25 @@ fn verdict_rules_follow_the_intervals() {
         }
         v
     };
-    assert_eq!(verdict(&all(&clear, &clear, &small, &noisy)).outcome, "reproduces");
+    assert_eq!(
+        verdict(&all(&clear, &clear, &small, &noisy)).outcome,
+        "reproduces"
+    );
     // R3 does not shrink toward 0.
-    assert_eq!(verdict(&all(&clear, &clear, &clear, &noisy)).outcome, "inconclusive");
+    assert_eq!(
+        verdict(&all(&clear, &clear, &clear, &noisy)).outcome,
+        "inconclusive"
+    );
     // Only one soft regime clearly positive.
-    assert_eq!(verdict(&all(&clear, &noisy, &small, &noisy)).outcome, "inconclusive");
+    assert_eq!(
+        verdict(&all(&clear, &noisy, &small, &noisy)).outcome,
+        "inconclusive"
+    );
     let below = [-0.10, -0.12, -0.11, -0.09, -0.10];
-    assert_eq!(verdict(&all(&clear, &below, &small, &clear)).outcome, "refutes");
+    assert_eq!(
+        verdict(&all(&clear, &below, &small, &clear)).outcome,
+        "refutes"
+    );
     // A quick run (R1, R2 only) can refute but not reproduce.
     let quick: Vec<Comparison> = all(&clear, &clear, &small, &clear)
         .into_iter()

@@ -427,7 +427,10 @@ pub fn run_demo(settings: &DemoSettings, notify: &mut dyn FnMut(&str)) -> Result
             });
             runs.push(outcome);
         }
-        let validation: Vec<f64> = sweep.iter().map(|p| p.validation.mean_true_reward).collect();
+        let validation: Vec<f64> = sweep
+            .iter()
+            .map(|p| p.validation.mean_true_reward)
+            .collect();
         let chosen = choose_beta(&validation).unwrap_or(0);
         let outcome = runs.swap_remove(chosen);
         let dir = out.join(name);

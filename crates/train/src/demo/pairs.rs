@@ -2,7 +2,7 @@
 //! Bradley–Terry on the true reward, `p̂ = σ(κ·(r(y₁) − r(y₂)))`.
 
 use rand::Rng;
-use softalign_model::{GenerationConfig, CausalLm, Sampling, TextTokenizer, generate};
+use softalign_model::{CausalLm, GenerationConfig, Sampling, TextTokenizer, generate};
 use softalign_pref::{orient_pair, sigmoid};
 
 use super::task::{EOS_ID, Prompt, prompt_text, true_reward};

@@ -228,7 +228,10 @@ impl DemoReport {
                     100.0 * q.tie_rate,
                     100.0 * q.loss_rate
                 ))),
-                or_dash(row.preference_accuracy.map(|a| format!("{:.1}%", 100.0 * a))),
+                or_dash(
+                    row.preference_accuracy
+                        .map(|a| format!("{:.1}%", 100.0 * a))
+                ),
                 or_dash(row.default_beta.map(|b| format!("{b}"))),
                 or_dash(row.default_beta_true_reward.map(|r| format!("{r:.3}"))),
             ));
@@ -259,9 +262,7 @@ impl DemoReport {
              by mean true reward on {} test prompts (SFT {:.3}); one seed at this size does not \
              rank losses reliably: `softalign repro soft-labels` repeats the comparison over seeds \
              and label regimes with intervals.",
-            self.validation_prompts,
-            self.test_prompts,
-            self.rows[0].mean_true_reward,
+            self.validation_prompts, self.test_prompts, self.rows[0].mean_true_reward,
         )
     }
 
@@ -364,8 +365,9 @@ impl DemoReport {
             })
             .collect();
         Figure {
-            title: "softalign demo: DPO vs cDPO vs GDPO from one SFT reference, β tuned on validation"
-                .into(),
+            title:
+                "softalign demo: DPO vs cDPO vs GDPO from one SFT reference, β tuned on validation"
+                    .into(),
             panels: vec![
                 Panel {
                     title: "mean true reward of greedy answers (test prompts)".into(),
