@@ -716,17 +716,12 @@ fn run_demo_command(train: &TrainFlags, loss: &LossFlags) -> Result<()> {
     }
     settings.progress = !train.no_progress;
     eprintln!(
-        "softalign: built-in demo: SFT a tiny Llama on noisy demonstrations, then DPO vs cDPO vs GDPO on Bradley–Terry soft labels (seed {})",
+        "softalign: built-in demo: SFT a tiny Llama on noisy demonstrations, then DPO vs cDPO vs GDPO on Bradley–Terry soft labels, each loss's β chosen on validation prompts (seed {})",
         settings.seed
     );
     let report = run_demo(&settings, &mut |line| eprintln!("softalign: {line}"))?;
     println!("{}", report.table());
-    if let Some(best) = report.best() {
-        println!(
-            "highest mean true reward: {} ({:.3}; the SFT reference {:.3}, a perfect answer 0)",
-            best.name, best.mean_true_reward, report.rows[0].mean_true_reward
-        );
-    }
+    println!("{}", report.summary());
     let out = &settings.out_dir;
     println!(
         "report  {}  {}",

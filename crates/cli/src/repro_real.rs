@@ -124,7 +124,7 @@ pub struct AllArgs {
     /// The report written at the end.
     #[arg(long, default_value = "REPORT.md")]
     pub report: PathBuf,
-    /// Skip these reproductions (comma-separated: toy, bandit, mnist, fashion, lm, align).
+    /// Skip these reproductions (comma-separated: toy, bandit, mnist, fashion, lm, align, soft-labels).
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
     /// Run nothing: rewrite the report from the results of an earlier `repro all` (DIR/all.json).
@@ -315,6 +315,21 @@ fn run_all(args: &AllArgs) -> report::Sections {
                 text.display(),
                 out.display()
             ),
+            seconds: report.seconds,
+        }))
+    });
+    sections.soft_labels = timed("soft-labels", &mut || {
+        let out = args.out.join("soft-labels");
+        let study = crate::repro::SoftLabelArgs {
+            seeds: None,
+            quick: false,
+            all_losses: false,
+            out: out.clone(),
+        };
+        let report = crate::repro::soft_labels(&study)?;
+        Ok(report::Outcome::Done(report::Run {
+            dir: out.clone(),
+            command: format!("softalign repro soft-labels --out {}", out.display()),
             seconds: report.seconds,
         }))
     });

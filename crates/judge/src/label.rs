@@ -444,6 +444,7 @@ fn draw_histogram(written: &[Written], path: &Path) -> Result<()> {
             .map(|i| (LabelHistogram::edges(i).0, histogram.counts[i] as f64))
             .collect(),
         width: LabelHistogram::edges(0).1 - LabelHistogram::edges(0).0,
+        errors: Vec::new(),
     };
     let mut one_order = [0usize; 20];
     for w in written {
@@ -457,6 +458,7 @@ fn draw_histogram(written: &[Written], path: &Path) -> Result<()> {
             .map(|i| (i as f64 / 20.0, one_order[i] as f64))
             .collect(),
         width: 0.05,
+        errors: Vec::new(),
     };
     let figure = Figure {
         title: format!("AI-feedback soft labels ({} pairs)", written.len()),

@@ -75,6 +75,8 @@ pub struct Bars {
     pub bars: Vec<(f64, f64)>,
     /// Width of every bar in x units.
     pub width: f64,
+    /// Optional error bar `(low, high)` per bar (e.g. a 95% interval), drawn at its centre.
+    pub errors: Vec<(f64, f64)>,
 }
 
 /// One panel of a figure.
@@ -94,6 +96,9 @@ pub struct Panel {
     pub y_range: Option<(f64, f64)>,
     /// Fixed x range; computed from the data when `None`.
     pub x_range: Option<(f64, f64)>,
+    /// Names of categories at x = 0, 1, 2, …: when given, the x axis shows these names instead
+    /// of numbers (bar charts by model or regime; centre bars on the integers).
+    pub categories: Vec<String>,
 }
 
 /// A grid of panels saved as one PNG.
@@ -124,6 +129,41 @@ const PALETTE: [RGBColor; 8] = [
 /// The colour of the `i`-th series of a panel.
 pub fn palette(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
+}
+
+/// One colour per preference loss (and the SFT reference), the same in every figure: a family's
+/// members share a hue family (DPO blue, cDPO orange, GDPO green; IPO and ROPO variants lighter
+/// or darker), so a reader matches a loss across panels at a glance.
+const LOSS_COLOURS: [(&str, RGBColor); 9] = [
+    ("dpo", RGBColor(0, 114, 178)),
+    ("cdpo", RGBColor(213, 94, 0)),
+    ("gdpo", RGBColor(0, 158, 115)),
+    ("ipo", RGBColor(86, 180, 233)),
+    ("cipo", RGBColor(230, 159, 0)),
+    ("gipo", RGBColor(120, 200, 160)),
+    ("ropo", RGBColor(204, 121, 167)),
+    ("gropo", RGBColor(0, 90, 60)),
+    ("sft", RGBColor(120, 120, 120)),
+];
+
+/// The colour of a loss by name (`dpo`, `cDPO`, `gdpo β 0.3`: the first word, any case), or
+/// `None` for a label that names no loss.
+pub fn loss_colour(label: &str) -> Option<RGBColor> {
+    let word = label
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    LOSS_COLOURS
+        .iter()
+        .find(|(name, _)| *name == word)
+        .map(|&(_, colour)| colour)
+}
+
+/// The colour of a panel's `i`-th series labelled `label`: the loss's own colour when the label
+/// names a loss, otherwise the palette's `i`-th.
+pub fn series_colour(label: &str, i: usize) -> RGBColor {
+    loss_colour(label).unwrap_or_else(|| palette(i))
 }
 
 fn register_embedded_font() {
@@ -196,6 +236,13 @@ fn data_ranges(panel: &Panel) -> ((f64, f64), (f64, f64)) {
             see(px, 0.0);
             see(px + b.width, h)
         });
+        b.bars
+            .iter()
+            .zip(&b.errors)
+            .for_each(|(&(px, _), &(lo, hi))| {
+                see(px, lo);
+                see(px, hi)
+            });
     }
     if !x.0.is_finite() {
         x = (0.0, 1.0);
@@ -237,11 +284,33 @@ pub fn compact_number(x: f64) -> String {
     format!("{text}{suffix}")
 }
 
+/// An x tick's text: the category's name at an integer position of a categorical axis (nothing
+/// between categories), the number otherwise.
+fn category_or_number(categories: &[String], x: f64) -> String {
+    if categories.is_empty() {
+        return compact_number(x);
+    }
+    let nearest = x.round();
+    if (x - nearest).abs() > 1e-6 || nearest < 0.0 {
+        return String::new();
+    }
+    categories
+        .get(nearest as usize)
+        .cloned()
+        .unwrap_or_default()
+}
+
 fn draw_panel<DB: DrawingBackend>(
     panel: &Panel,
     area: &DrawingArea<DB, plotters::coord::Shift>,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let (auto_x, auto_y) = data_ranges(panel);
+    let categories = &panel.categories;
+    let auto_x = if categories.is_empty() {
+        auto_x
+    } else {
+        (-0.5, categories.len() as f64 - 0.5)
+    };
     let (x0, x1) = panel.x_range.unwrap_or(auto_x);
     let (y0, y1) = panel.y_range.unwrap_or(auto_y);
     let mut chart = ChartBuilder::on(area)
@@ -255,13 +324,18 @@ fn draw_panel<DB: DrawingBackend>(
         .x_desc(panel.x_label.as_str())
         .y_desc(panel.y_label.as_str())
         .label_style(("sans-serif", 12))
-        .x_label_formatter(&|x| compact_number(*x))
+        .x_labels(if categories.is_empty() {
+            10
+        } else {
+            categories.len() + 1
+        })
+        .x_label_formatter(&|x| category_or_number(categories, *x))
         .y_label_formatter(&|y| compact_number(*y))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
     let line_count = panel.series.len();
     for (i, bars) in panel.bars.iter().enumerate() {
-        let color = palette(line_count + i);
+        let color = series_colour(&bars.label, line_count + i);
         chart
             .draw_series(bars.bars.iter().map(|&(x, h)| {
                 Rectangle::new([(x, 0.0), (x + bars.width, h)], color.mix(0.55).filled())
@@ -271,8 +345,20 @@ fn draw_panel<DB: DrawingBackend>(
                 Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.55).filled())
             });
     }
+    for (i, bars) in panel.bars.iter().enumerate() {
+        let color = series_colour(&bars.label, line_count + i);
+        chart.draw_series(
+            bars.bars
+                .iter()
+                .zip(&bars.errors)
+                .map(|(&(x, _), &(lo, hi))| {
+                    let centre = x + bars.width / 2.0;
+                    PathElement::new(vec![(centre, lo), (centre, hi)], color.stroke_width(2))
+                }),
+        )?;
+    }
     for (i, series) in panel.series.iter().enumerate() {
-        let color = palette(i);
+        let color = series_colour(&series.label, i);
         if !series.band.is_empty() {
             let upper = series.band.iter().map(|&(x, _, hi)| (x, hi));
             let lower = series.band.iter().rev().map(|&(x, lo, _)| (x, lo));
@@ -321,6 +407,28 @@ mod tests {
     }
 
     #[test]
+    fn every_loss_keeps_its_colour_in_any_case_and_position() {
+        assert_eq!(series_colour("cdpo", 0), series_colour("cDPO β 0.1", 5));
+        assert_ne!(loss_colour("cdpo"), loss_colour("dpo"));
+        assert_ne!(loss_colour("gdpo"), loss_colour("gipo"));
+        assert_eq!(loss_colour("adopt"), None);
+        assert_eq!(series_colour("adopt", 2), palette(2));
+        let colours: std::collections::HashSet<_> =
+            LOSS_COLOURS.iter().map(|(_, c)| (c.0, c.1, c.2)).collect();
+        assert_eq!(colours.len(), LOSS_COLOURS.len());
+    }
+
+    #[test]
+    fn categorical_axes_name_the_categories_at_integers_only() {
+        let names = vec!["sft".to_string(), "dpo".to_string()];
+        assert_eq!(category_or_number(&names, 1.0), "dpo");
+        assert_eq!(category_or_number(&names, 0.5), "");
+        assert_eq!(category_or_number(&names, 2.0), "");
+        assert_eq!(category_or_number(&names, -1.0), "");
+        assert_eq!(category_or_number(&[], 0.5), "0.5");
+    }
+
+    #[test]
     fn writes_a_png_atomically() {
         let dir = std::env::temp_dir().join(format!("softalign-plot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -342,9 +450,11 @@ mod tests {
                     title: "bars".into(),
                     bars: vec![Bars {
                         label: "h".into(),
-                        bars: vec![(0.0, 3.0), (1.0, 5.0)],
-                        width: 1.0,
+                        bars: vec![(-0.4, 3.0), (0.6, 5.0)],
+                        width: 0.8,
+                        errors: vec![(2.5, 3.5), (4.0, 6.0)],
                     }],
+                    categories: vec!["first".into(), "second".into()],
                     ..Panel::default()
                 },
             ],

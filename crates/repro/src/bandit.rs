@@ -339,6 +339,7 @@ fn figure(report: &BanditReport) -> Figure {
             .map(|(a, h)| (a as f64 - 0.5, *h))
             .collect(),
         width: 1.0,
+        errors: Vec::new(),
     };
     let fit_label = |fit: &BanditFit| {
         format!(

@@ -9,5 +9,7 @@ pub mod lm;
 pub mod mnist;
 mod output;
 pub mod report;
+pub mod soft_labels;
+pub mod stats;
 pub mod toy;
 pub use output::{ReproError, write_json_atomic};

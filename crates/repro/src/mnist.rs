@@ -318,45 +318,7 @@ impl MnistConfig {
     }
 }
 
-/// A mean over seeds with its 95% interval (Student t; the interval is the mean itself for one
-/// seed).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
-pub struct Interval {
-    /// The mean.
-    pub mean: f64,
-    /// Lower end of the 95% interval.
-    pub low: f64,
-    /// Upper end of the 95% interval.
-    pub high: f64,
-}
-
-/// Two-sided 95% Student-t quantiles for 1 … 30 degrees of freedom.
-const T_975: [f64; 30] = [
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-    2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-    2.052, 2.048, 2.045, 2.042,
-];
-
-/// Mean and 95% confidence interval of `values` (mean ± t₀.₉₇₅,ₙ₋₁ · s/√n).
-pub fn mean_ci95(values: &[f64]) -> Interval {
-    let n = values.len();
-    let mean = values.iter().sum::<f64>() / n.max(1) as f64;
-    if n < 2 {
-        return Interval {
-            mean,
-            low: mean,
-            high: mean,
-        };
-    }
-    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    let t = T_975.get(n - 2).copied().unwrap_or(1.96);
-    let half = t * (variance / n as f64).sqrt();
-    Interval {
-        mean,
-        low: mean - half,
-        high: mean + half,
-    }
-}
+pub use crate::stats::{Interval, mean_ci95};
 
 /// One training run (one optimizer, one seed).
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -18,6 +18,9 @@ pub enum ReproError {
     /// A figure could not be drawn.
     #[error(transparent)]
     Plot(#[from] softalign_plot::PlotError),
+    /// Training a model of a study failed.
+    #[error(transparent)]
+    Train(#[from] softalign_train::TrainError),
     /// A setting is out of its valid range.
     #[error("invalid setting: {0}")]
     Setting(String),

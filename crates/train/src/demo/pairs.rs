@@ -83,6 +83,40 @@ pub fn sample_pairs(
     prompts: &[Prompt],
     rng: &mut impl Rng,
 ) -> Result<Vec<LabelledPair>> {
+    let sampled = sample_unlabelled(model, tokenizer, prompts, rng)?;
+    Ok(sampled
+        .into_iter()
+        .filter_map(|p| label_pair(&p.prompt, p.first, p.second))
+        .collect())
+}
+
+/// Two responses to one prompt in the order they were sampled, before any label: the unit that
+/// every labelling regime of the soft-label study relabels, so all regimes share the same pairs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampledPair {
+    /// The prompt.
+    pub prompt: Prompt,
+    /// The first sample.
+    pub first: String,
+    /// The second sample.
+    pub second: String,
+}
+
+impl SampledPair {
+    /// `r(first) − r(second)` under the true reward.
+    pub fn reward_gap(&self) -> f64 {
+        true_reward(&self.prompt, &self.first) - true_reward(&self.prompt, &self.second)
+    }
+}
+
+/// Two samples (temperature 1) from `model` per prompt. Identical samples are dropped: their
+/// log-ratio margin is zero whatever the weights, so no loss can learn from them.
+pub fn sample_unlabelled(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    prompts: &[Prompt],
+    rng: &mut impl Rng,
+) -> Result<Vec<SampledPair>> {
     let sampling = Sampling::Sample {
         temperature: 1.0,
         top_p: 1.0,
@@ -92,9 +126,82 @@ pub fn sample_pairs(
     for prompt in prompts {
         let first = sample_response(model, tokenizer, prompt, sampling, rng.random())?;
         let second = sample_response(model, tokenizer, prompt, sampling, rng.random())?;
-        pairs.extend(label_pair(prompt, first, second));
+        if first != second {
+            pairs.push(SampledPair {
+                prompt: *prompt,
+                first,
+                second,
+            });
+        }
     }
     Ok(pairs)
+}
+
+/// How a soft label is made from the true reward: the regimes of the soft-label study.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Labelling {
+    /// Exact Bradley–Terry probabilities `p̂ = σ(scale·Δr)`; pairs of equal reward are dropped
+    /// unless `keep_ties` (then p̂ = ½).
+    BradleyTerry {
+        /// κ.
+        scale: f64,
+        /// Keep pairs of equal true reward with p̂ = ½.
+        keep_ties: bool,
+    },
+    /// `raters` simulated raters each prefer the first response with probability
+    /// `p* = σ(scale·Δr)`; `p̂ = k / raters` for k votes, so `E[p̂] = p*`: noisy but unbiased.
+    Votes {
+        /// κ of the raters' Bradley–Terry probability.
+        scale: f64,
+        /// Raters per pair.
+        raters: u32,
+    },
+}
+
+impl Labelling {
+    /// The demo's labels: exact Bradley–Terry at κ = [`LABEL_SCALE`], ties dropped.
+    pub const DEMO: Self = Self::BradleyTerry {
+        scale: LABEL_SCALE,
+        keep_ties: false,
+    };
+
+    /// κ, the scale of the underlying Bradley–Terry probability.
+    pub fn scale(&self) -> f64 {
+        match *self {
+            Self::BradleyTerry { scale, .. } | Self::Votes { scale, .. } => scale,
+        }
+    }
+
+    /// `P(first ≻ second)` for `pair`, or `None` when the pair is dropped. Votes draw from `rng`;
+    /// the other regimes draw nothing, so relabelling leaves the random stream untouched.
+    pub fn probability(&self, pair: &SampledPair, rng: &mut impl Rng) -> Option<f64> {
+        let gap = pair.reward_gap();
+        match *self {
+            Self::BradleyTerry { scale, keep_ties } => {
+                (keep_ties || gap != 0.0).then(|| sigmoid(scale * gap))
+            }
+            Self::Votes { scale, raters } => {
+                let p = sigmoid(scale * gap);
+                let votes = (0..raters).filter(|_| rng.random::<f64>() < p).count();
+                Some(votes as f64 / f64::from(raters.max(1)))
+            }
+        }
+    }
+
+    /// `pair` labelled and oriented (preferred response first; p̂ = ½ keeps the sampled order),
+    /// or `None` when the regime drops it.
+    pub fn label(&self, pair: &SampledPair, rng: &mut impl Rng) -> Option<LabelledPair> {
+        let p = self.probability(pair, rng)?;
+        let oriented = orient_pair(pair.first.clone(), pair.second.clone(), p)
+            .expect("a probability or vote share is in [0, 1]");
+        Some(LabelledPair {
+            prompt: pair.prompt,
+            chosen: oriented.chosen,
+            rejected: oriented.rejected,
+            soft_label: oriented.soft_label,
+        })
+    }
 }
 
 /// Token ids of a labelled pair: the prompt, and each response followed by EOS.
