@@ -9,8 +9,8 @@ use burn::module::Module;
 use burn::tensor::Device;
 use softalign_data::{Format, LoadOptions, ValidationPolicy, split_train_heldout};
 use softalign_model::{
-    CausalLm, LoraConfig, ModelConfig, Pretrained, TextTokenizer, load_pretrained,
-    load_pretrained_with_adapter, save_adapter, save_pretrained,
+    CausalLm, LoraConfig, ModelConfig, Pretrained, TextTokenizer, load_pretrained_with_adapter,
+    save_adapter, save_pretrained,
 };
 use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
