@@ -123,6 +123,9 @@ pub fn bench_step(
         policy.valid()
     };
     let tokens = random_tokens(&config, &plain);
+    // Inputs live on the parameters' device, which carries their gradient-checkpointing
+    // strategy: burn refuses to mix strategies in one operation.
+    let device = policy.embed_tokens.val().device();
     let tracked_tokens = random_tokens(&config, &device);
     let mut optimizer = AdamWConfig::new().init();
     let mut timings = Vec::with_capacity(steps);
