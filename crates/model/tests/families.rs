@@ -6,7 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+mod common;
+
+use burn::tensor::Device;
+use common::{flat_logits, golden, max_abs_diff, to_vec, token_ids, tokens};
 use serde_json::Value;
 use softalign_model::{
     CausalLm, Family, GenerationConfig, ModelConfig, Sampling, generate, load_pretrained,
@@ -14,9 +17,7 @@ use softalign_model::{
 };
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/golden")
-        .join(name)
+    golden(name)
 }
 
 struct Expected {
@@ -27,48 +28,16 @@ struct Expected {
     greedy: Vec<u32>,
 }
 
-fn ids(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
 fn expected(dir: &Path) -> Expected {
     let text = std::fs::read_to_string(dir.join("expected_logits.json")).unwrap();
     let v: Value = serde_json::from_str(&text).unwrap();
     Expected {
         text: v["text"].as_str().unwrap().to_string(),
-        input_ids: ids(&v["input_ids"]),
-        logits: v["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|row| row.as_array().unwrap().iter())
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect(),
+        input_ids: token_ids(&v["input_ids"]),
+        logits: flat_logits(&v["logits"]),
         sum_logp: v["sum_logp_next_tokens"].as_f64().unwrap(),
-        greedy: ids(&v["greedy_next_12"]),
+        greedy: token_ids(&v["greedy_next_12"]),
     }
-}
-
-fn tokens(ids: &[u32], device: &Device) -> Tensor<2, Int> {
-    let data: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
-    Tensor::from_data(TensorData::new(data, [1, ids.len()]), device)
-}
-
-fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().iter::<f32>().collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// Loads `path`, checks the family, logits, sequence log-probability and greedy continuation

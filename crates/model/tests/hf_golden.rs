@@ -5,7 +5,10 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+mod common;
+
+use burn::tensor::Device;
+use common::{max_abs_diff, to_vec, tokens};
 use serde_json::Value;
 use softalign_model::{KvCache, load_pretrained, next_token_logps, save_pretrained};
 
@@ -45,23 +48,6 @@ fn expected() -> Expected {
             .collect(),
         sum_logp: v["sum_logp_next_tokens"].as_f64().unwrap(),
     }
-}
-
-fn tokens(ids: &[u32], device: &Device) -> Tensor<2, Int> {
-    let data: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
-    Tensor::from_data(TensorData::new(data, [1, ids.len()]), device)
-}
-
-fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().iter::<f32>().collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]

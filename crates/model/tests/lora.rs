@@ -5,8 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use burn::optim::GradientsParams;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::Device;
+use common::{flat_logits, max_abs_diff, to_vec, token_ids, tokens};
 use serde_json::Value;
 use softalign_model::lora::{ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, LoraConfig};
 use softalign_model::{CausalLm, load_adapter, load_pretrained, save_adapter, save_pretrained};
@@ -29,35 +32,14 @@ struct Expected {
 fn expected(file: &Path) -> Expected {
     let v: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
     Expected {
-        input_ids: v["input_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect(),
-        logits: v["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|row| row.as_array().unwrap().iter())
-            .map(|x| x.as_f64().unwrap() as f32)
-            .collect(),
+        input_ids: token_ids(&v["input_ids"]),
+        logits: flat_logits(&v["logits"]),
     }
 }
 
 fn logits(model: &CausalLm, ids: &[u32]) -> Vec<f32> {
     let device = model.embed_tokens.val().device();
-    let data: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
-    let tokens = Tensor::<2, Int>::from_data(TensorData::new(data, [1, ids.len()]), &device);
-    model.forward(tokens).into_data().iter::<f32>().collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    to_vec(model.forward(tokens(ids, &device)))
 }
 
 fn base() -> CausalLm {
@@ -238,11 +220,9 @@ fn new_adapters_leave_the_outputs_unchanged_and_only_they_get_gradients() {
     );
     // With and without gradient checkpointing (which re-tags every parameter).
     for model in [model.clone(), model.with_gradient_checkpointing(true)] {
-        let data: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
         // On the parameters' device, which carries the checkpointing strategy.
         let on = model.embed_tokens.val().device();
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(data, [1, ids.len()]), &on);
-        let loss = model.forward(tokens).sum();
+        let loss = model.forward(tokens(&ids, &on)).sum();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let layer = &model.layers[0];
         let q = &layer.self_attn.q_proj;
