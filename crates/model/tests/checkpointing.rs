@@ -2,8 +2,11 @@
 //! those of the plain autodiff pass (to 1e-6), for every family's parameters, and a replica made
 //! with `valid().train()` must get the strategy back.
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
+mod common;
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use common::parameter_gradients;
 use softalign_model::{CausalLm, Family, ModelConfig};
 
 fn config(family: Family) -> ModelConfig {
@@ -21,33 +24,13 @@ fn config(family: Family) -> ModelConfig {
     }
 }
 
-struct Collect<'a> {
-    grads: &'a Gradients,
-    found: Vec<Vec<f32>>,
-}
-
-impl ModuleVisitor for Collect<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let grad = param
-            .val()
-            .grad(self.grads)
-            .expect("every parameter has a gradient");
-        self.found.push(grad.into_data().iter::<f32>().collect());
-    }
-}
-
 /// Gradients of the summed next-token log-probabilities of a small batch.
 fn gradients(model: &CausalLm) -> Vec<Vec<f32>> {
     let device = model.embed_tokens.val().device();
     let ids: Vec<i64> = vec![3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9, 3];
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, 8]), &device);
     let grads = model.next_token_logps(tokens).sum().backward();
-    let mut collect = Collect {
-        grads: &grads,
-        found: Vec::new(),
-    };
-    model.visit(&mut collect);
-    collect.found
+    parameter_gradients(model, &grads)
 }
 
 #[test]

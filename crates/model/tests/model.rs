@@ -2,8 +2,11 @@
 //! the mask is causal, batching does not mix sequences, and the KV-cache path agrees with the
 //! full forward pass under grouped-query attention.
 
+mod common;
+
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
+use common::parameter_gradients;
 use softalign_model::{CausalLm, KvCache, ModelConfig, next_token_logps};
 
 fn tiny(tied: bool) -> ModelConfig {
@@ -202,21 +205,6 @@ fn token_logps_match_log_softmax_in_value_and_gradient() {
     }
 }
 
-struct CollectGrads<'a> {
-    grads: &'a Gradients,
-    found: Vec<Vec<f32>>,
-}
-
-impl ModuleVisitor for CollectGrads<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let grad = param
-            .val()
-            .grad(self.grads)
-            .expect("every parameter has a gradient");
-        self.found.push(grad.into_data().iter::<f32>().collect());
-    }
-}
-
 #[test]
 fn model_next_token_logps_match_the_full_logits_path_in_value_and_gradient() {
     let device = Device::default().autodiff();
@@ -238,12 +226,7 @@ fn model_next_token_logps_match_the_full_logits_path_in_value_and_gradient() {
             assert_eq!(logps.dims(), [2, 5]);
             let value = values(logps.clone());
             let grads = (logps * weights.clone()).sum().backward();
-            let mut collect = CollectGrads {
-                grads: &grads,
-                found: Vec::new(),
-            };
-            model.visit(&mut collect);
-            per_path.push((value, collect.found));
+            per_path.push((value, parameter_gradients(&model, &grads)));
         }
         let (full, fused) = (&per_path[0], &per_path[1]);
         for (x, y) in full.0.iter().zip(&fused.0) {

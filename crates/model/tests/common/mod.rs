@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
 use serde_json::Value;
 
 /// A fixture folder (or file) of `../shared/golden`.
@@ -54,4 +55,28 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// The gradient of every float parameter of `model` in `grads`, in visiting order (each one
+/// must have a gradient).
+pub fn parameter_gradients(model: &softalign_model::CausalLm, grads: &Gradients) -> Vec<Vec<f32>> {
+    struct Collect<'a> {
+        grads: &'a Gradients,
+        found: Vec<Vec<f32>>,
+    }
+    impl ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let grad = param
+                .val()
+                .grad(self.grads)
+                .expect("every parameter has a gradient");
+            self.found.push(grad.into_data().iter::<f32>().collect());
+        }
+    }
+    let mut collect = Collect {
+        grads,
+        found: Vec::new(),
+    };
+    model.visit(&mut collect);
+    collect.found
 }
