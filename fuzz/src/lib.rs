@@ -158,41 +158,6 @@ struct Flags {
     reference: Option<String>,
 }
 
-const FLAG_KEYS: &[&str] = &[
-    "model",
-    "data",
-    "out",
-    "format",
-    "skip-invalid",
-    "label-temperature",
-    "heldout-fraction",
-    "max-eval-examples",
-    "template",
-    "max-length",
-    "max-prompt-length",
-    "optimizer",
-    "learning-rate",
-    "weight-decay",
-    "warmup-ratio",
-    "min-lr-ratio",
-    "epochs",
-    "max-steps",
-    "batch-size",
-    "grad-accum",
-    "max-grad-norm",
-    "eval-every",
-    "eval-batch-size",
-    "save-every",
-    "keep-checkpoints",
-    "seed",
-    "no-progress",
-    "loss",
-    "beta",
-    "alpha",
-    "gamma",
-    "reference",
-];
-
 /// A TOML config file, read as `--config FILE` is: keys checked, then deserialized into flags;
 /// every error must be one line naming the file.
 pub fn toml_config(data: &[u8]) -> Outcome {
@@ -200,8 +165,12 @@ pub fn toml_config(data: &[u8]) -> Outcome {
         return "not utf-8".into();
     };
     let path = Path::new("run.toml");
-    let result = config_file::ConfigFile::parse(path, text.to_string(), &[FLAG_KEYS])
-        .and_then(|file| config_file::layer::<Flags>(&file));
+    let result = config_file::ConfigFile::parse(
+        path,
+        text.to_string(),
+        &[config_file::TRAIN_KEYS, config_file::LOSS_KEYS],
+    )
+    .and_then(|file| config_file::layer::<Flags>(&file));
     if let Err(error) = &result {
         let message = format!("{error:#}");
         assert!(message.starts_with("run.toml"), "{message}");

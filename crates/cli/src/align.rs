@@ -18,7 +18,7 @@ use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
 use softalign_train::checkpoint::CHECKPOINTS_DIR;
 
-pub use crate::config_file::{ConfigFile, layer, read_config};
+pub use crate::config_file::{ConfigFile, LOSS_KEYS, TRAIN_KEYS, layer, read_config};
 use softalign_train::demo::{DemoSettings, run_demo};
 use softalign_train::{
     AlignSettings, PromptTemplate, ReferenceMode, RunReport, TrainError, TrainSettings, Truncation,
@@ -142,44 +142,6 @@ pub struct TrainFlags {
     pub merge: bool,
 }
 
-/// Keys a `--config` file may hold for `sft`.
-pub const TRAIN_KEYS: &[&str] = &[
-    "model",
-    "data",
-    "out",
-    "format",
-    "skip-invalid",
-    "label-temperature",
-    "heldout-fraction",
-    "max-eval-examples",
-    "template",
-    "max-length",
-    "max-prompt-length",
-    "optimizer",
-    "learning-rate",
-    "weight-decay",
-    "warmup-ratio",
-    "min-lr-ratio",
-    "epochs",
-    "max-steps",
-    "batch-size",
-    "grad-accum",
-    "max-grad-norm",
-    "eval-every",
-    "eval-batch-size",
-    "save-every",
-    "keep-checkpoints",
-    "seed",
-    "no-progress",
-    "gradient-checkpointing",
-    "lora-r",
-    "lora-alpha",
-    "lora-dropout",
-    "lora-targets",
-    "adapter",
-    "merge",
-];
-
 /// Loss flags of `align`.
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case")]
@@ -200,8 +162,6 @@ pub struct LossFlags {
     #[arg(long)]
     pub reference: Option<String>,
 }
-
-const LOSS_KEYS: &[&str] = &["loss", "beta", "alpha", "gamma", "reference"];
 
 /// Flags of `softalign align`.
 #[derive(Debug, Args)]

@@ -8,6 +8,47 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
+/// Keys a `--config` file may hold for `sft`.
+pub const TRAIN_KEYS: &[&str] = &[
+    "model",
+    "data",
+    "out",
+    "format",
+    "skip-invalid",
+    "label-temperature",
+    "heldout-fraction",
+    "max-eval-examples",
+    "template",
+    "max-length",
+    "max-prompt-length",
+    "optimizer",
+    "learning-rate",
+    "weight-decay",
+    "warmup-ratio",
+    "min-lr-ratio",
+    "epochs",
+    "max-steps",
+    "batch-size",
+    "grad-accum",
+    "max-grad-norm",
+    "eval-every",
+    "eval-batch-size",
+    "save-every",
+    "keep-checkpoints",
+    "seed",
+    "no-progress",
+    "gradient-checkpointing",
+    "lora-r",
+    "lora-alpha",
+    "lora-dropout",
+    "lora-targets",
+    "adapter",
+    "merge",
+];
+
+/// The loss keys a `--config` file may also hold for `align`.
+pub const LOSS_KEYS: &[&str] = &["loss", "beta", "alpha", "gamma", "reference"];
+
 /// A TOML config file, parsed, with its text kept so that errors can name the line.
 pub struct ConfigFile {
     path: PathBuf,
