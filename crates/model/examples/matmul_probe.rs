@@ -5,7 +5,7 @@ use burn::tensor::{Device, Distribution, Tensor};
 
 fn main() {
     softalign_model::keep_freed_memory();
-    let device = Device::default();
+    let device = Device::flex();
     let r = |s: [usize; 2]| Tensor::<2>::random(s, Distribution::Normal(0.0, 1.0), &device);
     let shapes: &[(&str, usize, usize, usize)] = &[
         ("x.Wq", 1024, 576, 576),

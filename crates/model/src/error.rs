@@ -70,6 +70,14 @@ pub enum ModelError {
         /// What went wrong.
         problem: String,
     },
+    /// Settings that cannot be combined.
+    #[error("{field}: {problem}")]
+    Setting {
+        /// The setting at fault.
+        field: &'static str,
+        /// Why it does not fit.
+        problem: String,
+    },
     /// A generation setting is out of range.
     #[error("generation setting {field}: {problem}")]
     Generation {

@@ -34,6 +34,7 @@
 
 pub mod checkpointing;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod fused;
 pub mod generate;
@@ -52,6 +53,7 @@ use burn::tensor::Device;
 use serde_json::Value;
 
 pub use config::{Family, ModelConfig};
+pub use device::{DeviceError, DeviceSpec};
 pub use error::{ModelError, Result};
 pub use generate::{GenerationConfig, Sampling, TextStream, generate, sample_token};
 pub use gguf::GgufFile;

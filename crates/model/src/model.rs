@@ -10,9 +10,7 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::module::{attention, embedding};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{
-    Device, Distribution, GradientCheckpointingStrategy, IndexingUpdateOp, Int, Tensor, TensorData,
-};
+use burn::tensor::{Device, Distribution, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::config::ModelConfig;
 use crate::fused::{head_token_logps, rms_norm, swiglu};
@@ -125,12 +123,15 @@ pub struct Attention {
 /// (they broadcast over `[batch, time, heads, head_dim]`), and the additive causal mask of the
 /// queries over all keys, `[time, past + time]` (0 where visible, −∞ where not; with a sliding
 /// window a query sees only the `window` latest keys, itself included).
-struct Rotary {
+pub(crate) struct Rotary {
     cos: Tensor<4>,
     sin: Tensor<4>,
     causal_bias: Tensor<2>,
-    /// Whether the mask is the plain causal one, so the fused causal kernel computes the same.
-    plain_causal: bool,
+    /// Whether attention of untracked tensors may run the backend's fused causal kernel: the
+    /// mask is the plain causal one (so the kernel computes the same up to rounding), and the
+    /// pass need not reproduce the explicit path's values bit for bit (see
+    /// [`Rotary::without_fused_kernel`]).
+    fused_kernel: bool,
 }
 
 impl Rotary {
@@ -178,8 +179,16 @@ impl Rotary {
             cos: table(cos),
             sin: table(sin),
             causal_bias: Tensor::from_data(TensorData::new(bias, [len, keys]), device),
-            plain_causal: window >= keys,
+            fused_kernel: window >= keys,
         }
+    }
+
+    /// The same tables, with attention always on the explicit masked-softmax path, whose values
+    /// the tracked (autodiff) pass computes too: gradient checkpointing runs the blocks untracked
+    /// first and recomputes them tracked later, and the two passes must agree bit for bit.
+    pub(crate) fn without_fused_kernel(mut self) -> Self {
+        self.fused_kernel = false;
+        self
     }
 
     /// Rotates `x: [batch, time, heads, head_dim]` and multiplies it by `scale`: the first half
@@ -237,7 +246,7 @@ impl Attention {
             *cache = Some((k.clone(), v.clone()));
         }
         let scale = 1.0 / (d as f64).sqrt();
-        if rotary.plain_causal && !(q.is_tracked() || k.is_tracked() || v.is_tracked()) {
+        if rotary.fused_kernel && !(q.is_tracked() || k.is_tracked() || v.is_tracked()) {
             // Nothing to differentiate (reference model, judging, generation): the backend's
             // fused kernel, which shares each key/value head with its query group itself, scales
             // the scores and never materialises the masked score tensor.
@@ -270,20 +279,41 @@ impl Attention {
 /// [`Attention::forward`] up to float rounding; on an autodiff device the kernel runs on the
 /// inner tensors (the autodiff backend would otherwise decompose it).
 fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    // Only Flex's kernel shares a key/value head with its query group; elsewhere burn's
+    // attention wants as many key/value heads as query heads, so each is repeated `group` times.
+    let group = q.dims()[1] / k.dims()[1];
+    let (k, v) = if group > 1 && !crate::device::is_cpu(&q.device()) {
+        (repeat_heads(k, group), repeat_heads(v, group))
+    } else {
+        (k, v)
+    };
     let options = AttentionModuleOptions {
         scale: None,
         softcap: None,
         is_causal: true,
     };
     if q.is_autodiff() {
-        let strategy = q.gradient_checkpointing_strategy();
-        lift(
-            attention(q.inner(), k.inner(), v.inner(), None, None, options),
-            strategy,
-        )
+        Tensor::from_inner(attention(
+            q.inner(),
+            k.inner(),
+            v.inner(),
+            None,
+            None,
+            options,
+        ))
     } else {
         attention(q, k, v, None, None, options)
     }
+}
+
+/// `[batch, kv_heads, time, head_dim]` → `[batch, kv_heads · group, time, head_dim]`, each head
+/// repeated `group` times in place (head `h` of the result is head `h / group` of `x`), as
+/// transformers' `repeat_kv` does.
+fn repeat_heads(x: Tensor<4>, group: usize) -> Tensor<4> {
+    let [batch, heads, time, dim] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([batch, heads, group, time, dim])
+        .reshape([batch, heads * group, time, dim])
 }
 
 /// SwiGLU feed-forward block: `down(silu(x · gate) ⊙ (x · up))`.
@@ -317,6 +347,29 @@ pub struct DecoderLayer {
     pub post_attention_layernorm: RmsNorm,
     /// Feed-forward block.
     pub mlp: Mlp,
+}
+
+impl DecoderLayer {
+    /// `x: [batch · time, width]` → the block's output, same shape: `x + attention(norm(x))`,
+    /// then `+ mlp(norm(·))`.
+    pub(crate) fn forward(
+        &self,
+        x: Tensor<2>,
+        batch: usize,
+        time: usize,
+        rotary: &Rotary,
+        cache: Option<&mut LayerCache>,
+    ) -> Tensor<2> {
+        let attended = self.self_attn.forward(
+            self.input_layernorm.forward(x.clone()),
+            batch,
+            time,
+            rotary,
+            cache,
+        );
+        let x = x + attended;
+        x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
+    }
 }
 
 type LayerCache = Option<(Tensor<4>, Tensor<4>)>;
@@ -364,6 +417,10 @@ pub struct CausalLm {
     /// The shape and hyper-parameters.
     #[module(skip)]
     pub config: ModelConfig,
+    /// Whether [`CausalLm::next_token_logps_gradients`] recomputes each block in the backward
+    /// pass instead of keeping its activations (see [`crate::checkpointing`]).
+    #[module(skip)]
+    pub(crate) gradient_checkpointing: bool,
 }
 
 impl CausalLm {
@@ -420,6 +477,7 @@ impl CausalLm {
             norm: RmsNorm::new(c, config.rms_norm_eps, device),
             lm_head: (!config.tie_word_embeddings).then(|| normal([c, config.vocab_size])),
             config: config.clone(),
+            gradient_checkpointing: false,
         }
     }
 
@@ -439,10 +497,24 @@ impl CausalLm {
     /// ([`crate::fused::head_token_logps`]): no `[tokens, vocab]` logits of the whole batch.
     pub fn next_token_logps(&self, tokens: Tensor<2, Int>) -> Tensor<2> {
         let [batch, time] = tokens.dims();
+        let rotary = self.rotary(0, time, &tokens.device());
+        let mut x = self.embed(tokens.clone());
+        for layer in &self.layers {
+            x = layer.forward(x, batch, time, &rotary, None);
+        }
+        self.final_token_logps(x, tokens)
+    }
+
+    /// The final norm and the output head on `last`, the last block's output
+    /// `[batch · time, width]` of `tokens: [batch, time]`: the log-probability of every token
+    /// after the first, `[batch, time − 1]`.
+    pub(crate) fn final_token_logps(&self, last: Tensor<2>, tokens: Tensor<2, Int>) -> Tensor<2> {
+        let [batch, time] = tokens.dims();
         let width = self.config.hidden_size;
         let rows = batch * (time - 1);
         let hidden = self
-            .hidden_states(tokens.clone(), 0, None)
+            .norm
+            .forward(last)
             .reshape([batch, time, width])
             .narrow(1, 0, time - 1)
             .reshape([rows, width]);
@@ -473,30 +545,31 @@ impl CausalLm {
         mut cache: Option<&mut Vec<LayerCache>>,
     ) -> Tensor<2> {
         let [batch, time] = tokens.dims();
-        let width = self.config.hidden_size;
-        let device = tokens.device();
-        let rotary = Rotary::new(
+        let rotary = self.rotary(start, time, &tokens.device());
+        let mut x = self.embed(tokens);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| &mut c[i]);
+            x = layer.forward(x, batch, time, &rotary, layer_cache);
+        }
+        self.norm.forward(x)
+    }
+
+    /// Rotary tables and mask for positions `start .. start + time` on `device`.
+    pub(crate) fn rotary(&self, start: usize, time: usize, device: &Device) -> Rotary {
+        Rotary::new(
             self.config.rope_theta,
             self.config.head_dim,
             self.config.sliding_window,
             start,
             time,
-            &device,
-        );
-        let mut x = embedding(self.embed_tokens.val(), tokens).reshape([batch * time, width]);
-        for (i, layer) in self.layers.iter().enumerate() {
-            let layer_cache = cache.as_deref_mut().map(|c| &mut c[i]);
-            let attended = layer.self_attn.forward(
-                layer.input_layernorm.forward(x.clone()),
-                batch,
-                time,
-                &rotary,
-                layer_cache,
-            );
-            x = x + attended;
-            x = x.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(x));
-        }
-        self.norm.forward(x)
+            device,
+        )
+    }
+
+    /// The embeddings of `tokens: [batch, time]`, `[batch · time, width]`.
+    pub(crate) fn embed(&self, tokens: Tensor<2, Int>) -> Tensor<2> {
+        let [batch, time] = tokens.dims();
+        embedding(self.embed_tokens.val(), tokens).reshape([batch * time, self.config.hidden_size])
     }
 
     /// The output head in the embedding layout, `[vocab, width]` (a transposed view when untied).
@@ -534,10 +607,9 @@ pub fn token_logps(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
     let probs = softmax(plain.clone(), 2);
     let log_norm = plain.clone().max_dim(2) - probs.clone().max_dim(2).log();
     let value = (plain.gather(2, targets.clone()) - log_norm).squeeze_dim::<2>(2);
-    let strategy = logits.gradient_checkpointing_strategy();
     if !logits.is_tracked() {
         return if logits.is_autodiff() {
-            lift(value, strategy)
+            Tensor::from_inner(value)
         } else {
             value
         };
@@ -545,24 +617,10 @@ pub fn token_logps(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<2> {
     let [batch, time, _] = logits.dims();
     let ones = Tensor::<3>::ones([batch, time, 1], &probs.device());
     let weights = probs.neg().scatter(2, targets, ones, IndexingUpdateOp::Add);
-    let surrogate = (logits * lift(weights, strategy))
+    let surrogate = (logits * Tensor::from_inner(weights))
         .sum_dim(2)
         .squeeze_dim::<2>(2);
-    surrogate.clone() - surrogate.detach() + lift(value, strategy)
-}
-
-/// An inner (plain) tensor back on the autodiff side, with the gradient-checkpointing `strategy`
-/// of the tensors it will meet: `Tensor::from_inner` alone gives the default strategy, and burn
-/// refuses to mix strategies in one operation.
-fn lift<const D: usize>(
-    inner: Tensor<D>,
-    strategy: Option<GradientCheckpointingStrategy>,
-) -> Tensor<D> {
-    let lifted = Tensor::from_inner(inner);
-    match strategy {
-        Some(strategy) => lifted.with_gradient_checkpointing_strategy(strategy),
-        None => lifted,
-    }
+    surrogate.clone() - surrogate.detach() + Tensor::from_inner(value)
 }
 
 /// Log-probability of every token after the first given the ones before it:

@@ -270,6 +270,7 @@ impl CausalLm {
             norm: final_norm,
             lm_head,
             config: config.clone(),
+            gradient_checkpointing: false,
         })
     }
 

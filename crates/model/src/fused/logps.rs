@@ -30,6 +30,10 @@ use super::{f32_values, from_vec, on_flex};
 /// the training step, and still large enough that each chunk's matmul runs at full speed.
 pub const CHUNK_ROWS: usize = 256;
 
+/// Bytes of logits per chunk of the composed path on other devices (32 MiB: well inside any GPU
+/// buffer limit, large enough for full-speed matmuls).
+const DEVICE_CHUNK_BYTES: usize = 32 << 20;
+
 /// The chunked head log-probability kernel as a backend operation.
 #[backend_extension(Flex, Autodiff)]
 pub trait HeadLogpsBackend: burn::backend::Backend {
@@ -209,9 +213,26 @@ pub fn head_token_logps(
     targets: Tensor<1, Int>,
 ) -> Tensor<1> {
     if !on_flex(&hidden) {
+        // The composed path, in chunks of rows too: a whole batch's logits can be larger than a
+        // GPU's largest buffer (wgpu's binding limit is often 128 MiB; 4 × 256 tokens of a
+        // 49,152-word vocabulary are 200 MB).
         let rows = targets.dims()[0];
-        let logits = hidden.matmul(weight.transpose()).unsqueeze::<3>();
-        return crate::model::token_logps(logits, targets.reshape([1, rows])).reshape([rows]);
+        let vocab = weight.dims()[0];
+        let chunk = (DEVICE_CHUNK_BYTES / (vocab * 4)).clamp(1, CHUNK_ROWS);
+        let parts: Vec<Tensor<1>> = (0..rows)
+            .step_by(chunk)
+            .map(|start| {
+                let n = chunk.min(rows - start);
+                let logits = hidden
+                    .clone()
+                    .narrow(0, start, n)
+                    .matmul(weight.clone().transpose())
+                    .unsqueeze::<3>();
+                let targets = targets.clone().narrow(0, start, n).reshape([1, n]);
+                crate::model::token_logps(logits, targets).reshape([n])
+            })
+            .collect();
+        return Tensor::cat(parts, 0);
     }
     Tensor::from_dispatch(<Dispatch as HeadLogpsBackend>::head_token_logps(
         hidden.into_dispatch(),
