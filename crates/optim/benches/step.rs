@@ -17,7 +17,7 @@ fn optimizer_step(c: &mut Criterion) {
         BenchOptimizer::AdoptComposed,
         BenchOptimizer::BurnAdamW,
     ] {
-        let mut bench = StepBench::new(optimizer, params, 3);
+        let mut bench = StepBench::new(optimizer, params, 3, &burn::tensor::Device::flex());
         group.bench_function(optimizer.name(), |b| {
             b.iter_custom(|iters| (0..iters).map(|_| bench.step()).sum())
         });

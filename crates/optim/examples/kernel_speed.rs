@@ -62,7 +62,7 @@ fn main() {
         })
         .collect();
     let probe = median(probe_times);
-    let mut bench = StepBench::new(BenchOptimizer::Adopt, n, 3);
+    let mut bench = StepBench::new(BenchOptimizer::Adopt, n, 3, &burn::tensor::Device::flex());
     let step_times: Vec<f64> = (0..11).map(|_| bench.step().as_secs_f64()).collect();
     let (k, s) = (median(kernel_times), median(step_times));
     println!(

@@ -37,7 +37,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let comparison = replay_burn(&case, &Device::default(), UpdatePath::Fused).compare(&case);
+    let comparison = replay_burn(&case, &Device::flex(), UpdatePath::Fused).compare(&case);
     let line = Line {
         case: &case.name,
         optimizer: &case.optimizer,

@@ -224,7 +224,7 @@ impl Optimizer for Adam {
                 Ok(done) => done,
                 Err(parts) => {
                     let (tensor, grad, state) = *parts;
-                    composed_step(&hyper, tensor, grad, state)
+                    device_step(&hyper, tensor, grad, state)
                 }
             }
         };
@@ -328,6 +328,31 @@ fn run_fused<T: kernel::Element + burn::tensor::Element + bytemuck::Pod>(
         hyper.l2(),
         hyper.decoupled_decay(),
     );
+}
+
+/// Off the CPU: the one-pass kernel on wgpu / CUDA tensors ([`crate::cube`]), the composed path
+/// on anything else.
+fn device_step<const D: usize>(
+    hyper: &AdamHyper,
+    tensor: Tensor<D>,
+    grad: Tensor<D>,
+    state: AdamState<D>,
+) -> (Tensor<D>, AdamState<D>) {
+    #[cfg(feature = "cube")]
+    let (tensor, grad, state) = {
+        let AdamState { step, m, v, v_max } = state;
+        match crate::cube::adam_step(hyper, step + 1, tensor, grad, m, v, v_max) {
+            Ok(([tensor, m, v], v_max)) => {
+                let step = step + 1;
+                return (tensor, AdamState { step, m, v, v_max });
+            }
+            Err(back) => {
+                let ([tensor, grad, m, v], v_max) = *back;
+                (tensor, grad, AdamState { step, m, v, v_max })
+            }
+        }
+    };
+    composed_step(hyper, tensor, grad, state)
 }
 
 /// The composed path: the same rule as burn tensor operations, for any backend.

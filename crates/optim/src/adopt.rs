@@ -165,7 +165,7 @@ impl Optimizer for Adopt {
                 Ok(done) => done,
                 Err(parts) => {
                     let (tensor, grad, state) = *parts;
-                    composed_step(&hyper, tensor, grad, state)
+                    device_step(&hyper, tensor, grad, state)
                 }
             }
         };
@@ -263,6 +263,31 @@ fn run_fused<T: kernel::Element + burn::tensor::Element + bytemuck::Pod>(
             hyper.clip_exponent.is_some(),
         );
     }
+}
+
+/// Off the CPU: the one-pass kernel on wgpu / CUDA tensors ([`crate::cube`]), the composed path
+/// on anything else.
+fn device_step<const D: usize>(
+    hyper: &AdoptHyper,
+    tensor: Tensor<D>,
+    grad: Tensor<D>,
+    state: AdoptState<D>,
+) -> (Tensor<D>, AdoptState<D>) {
+    #[cfg(feature = "cube")]
+    let (tensor, grad, state) = {
+        let AdoptState { step, m, v } = state;
+        match crate::cube::adopt_step(hyper, step, tensor, grad, m, v) {
+            Ok([tensor, m, v]) => {
+                let step = step + 1;
+                return (tensor, AdoptState { step, m, v });
+            }
+            Err(back) => {
+                let [tensor, grad, m, v] = *back;
+                (tensor, grad, AdoptState { step, m, v })
+            }
+        }
+    };
+    composed_step(hyper, tensor, grad, state)
 }
 
 /// The composed path: the same rule as burn tensor operations, for any backend.

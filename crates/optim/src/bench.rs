@@ -1,5 +1,5 @@
 //! Timing one optimizer step on N float32 parameters, for `softalign bench optim` and the
-//! criterion benchmark.
+//! criterion benchmark, on any device (every step is waited for, so GPU times are real).
 //!
 //! A step moves 28 bytes per parameter (reads θ, g, m, v; writes θ, m, v), so the figure of
 //! merit is nanoseconds per parameter, or the effective bandwidth 28·N / time.
@@ -18,7 +18,7 @@ pub const BYTES_PER_PARAM: f64 = 28.0;
 /// The optimizers the benchmark times, by their reported names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BenchOptimizer {
-    /// ADOPT, fused.
+    /// ADOPT, fused (one pass: the CPU kernel on the CPU, the cube kernel on a GPU).
     Adopt,
     /// Adam, fused.
     Adam,
@@ -94,26 +94,27 @@ pub struct FlatParams {
     values: Param<Tensor<1>>,
 }
 
-/// A benchmark fixture: N parameters on the autodiff CPU device and a fixed gradient.
+/// A benchmark fixture: N parameters on an autodiff device and a fixed gradient.
 pub struct StepBench {
     model: Option<FlatParams>,
     grad: Tensor<1>,
     optim: ModuleOptimizer,
     params: usize,
+    device: Device,
 }
 
 impl StepBench {
-    /// N random parameters and gradient, and a fresh optimizer; runs `warmup` steps (at least 2,
-    /// so ADOPT's initialisation step and the state allocation are behind us).
-    pub fn new(optimizer: BenchOptimizer, params: usize, warmup: usize) -> Self {
-        let device = Device::default().autodiff();
-        let values =
-            Tensor::<1>::random([params], Distribution::Normal(0.0, 1.0), &device).require_grad();
-        let grad = Tensor::<1>::random(
+    /// N random parameters and gradient on `device`, and a fresh optimizer; runs `warmup` steps
+    /// (at least 2, so ADOPT's initialisation step and the state allocation are behind us).
+    pub fn new(optimizer: BenchOptimizer, params: usize, warmup: usize, device: &Device) -> Self {
+        let plain = device.clone().inner();
+        let values = Tensor::<1>::random(
             [params],
-            Distribution::Normal(0.0, 1e-3),
-            &Device::default(),
-        );
+            Distribution::Normal(0.0, 1.0),
+            &plain.clone().autodiff(),
+        )
+        .require_grad();
+        let grad = Tensor::<1>::random([params], Distribution::Normal(0.0, 1e-3), &plain);
         let mut bench = Self {
             model: Some(FlatParams {
                 values: Param::from_tensor(values),
@@ -121,6 +122,7 @@ impl StepBench {
             grad,
             optim: optimizer.module_optimizer(),
             params,
+            device: plain,
         };
         for _ in 0..warmup.max(2) {
             bench.step();
@@ -128,13 +130,17 @@ impl StepBench {
         bench
     }
 
-    /// One optimizer step; returns its wall time.
+    /// One optimizer step; returns its wall time (until the device has finished it).
     pub fn step(&mut self) -> Duration {
         let model = self.model.take().expect("the model is always put back");
         let mut grads = GradientsParams::new();
         grads.register(model.values.id, self.grad.clone());
+        let _ = self.device.sync();
         let started = Instant::now();
         let model = self.optim.step(1e-3, model, grads);
+        self.device
+            .sync()
+            .expect("the device finishes the optimizer step");
         let elapsed = started.elapsed();
         self.model = Some(model);
         elapsed
@@ -159,10 +165,44 @@ pub struct BenchResult {
     pub gbps: f64,
 }
 
-/// The memory bus's limit right now: the same traffic as an optimizer step (read θ, g, m, v;
-/// write θ, m, v), multi-threaded, with trivial arithmetic. Reported as `bandwidth_probe`, the
-/// baseline the fused kernels are held to in the same run.
-pub fn measure_bandwidth(params: usize, repeats: usize) -> BenchResult {
+/// The memory bus's limit right now on `device`: the same traffic as an optimizer step (read θ,
+/// g, m, v; write θ, m, v) with trivial arithmetic — multi-threaded on the CPU, one kernel on a
+/// GPU. Reported as `bandwidth_probe`, the baseline the one-pass kernels are held to in the
+/// same run.
+pub fn measure_bandwidth(params: usize, repeats: usize, device: &Device) -> BenchResult {
+    let median = if on_cpu(device) {
+        host_probe_seconds(params, repeats)
+    } else {
+        device_probe_seconds(params, repeats, device)
+    };
+    BenchResult {
+        optimizer: "bandwidth_probe",
+        params,
+        ns_per_param: median * 1e9 / params as f64,
+        gbps: BYTES_PER_PARAM * params as f64 / median / 1e9,
+    }
+}
+
+/// Whether `device` is the Flex CPU backend.
+fn on_cpu(device: &Device) -> bool {
+    matches!(
+        device.clone().inner().as_dispatch(),
+        burn::backend::DispatchDevice::Flex(_)
+    )
+}
+
+#[cfg(feature = "cube")]
+fn device_probe_seconds(params: usize, repeats: usize, device: &Device) -> f64 {
+    crate::cube::probe_seconds(params, repeats, &device.clone().inner())
+}
+
+#[cfg(not(feature = "cube"))]
+fn device_probe_seconds(_params: usize, _repeats: usize, device: &Device) -> f64 {
+    unreachable!("without a GPU backend every device is the CPU, not {device:?}")
+}
+
+/// Median seconds of the CPU probe: rayon chunks over host slices.
+fn host_probe_seconds(params: usize, repeats: usize) -> f64 {
     use rayon::prelude::*;
     const CHUNK: usize = 1 << 16;
     let mut theta = vec![0.5_f32; params];
@@ -189,18 +229,17 @@ pub fn measure_bandwidth(params: usize, repeats: usize) -> BenchResult {
     }
     let mut times: Vec<f64> = (0..repeats.max(1)).map(|_| pass()).collect();
     times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    BenchResult {
-        optimizer: "bandwidth_probe",
-        params,
-        ns_per_param: median * 1e9 / params as f64,
-        gbps: BYTES_PER_PARAM * params as f64 / median / 1e9,
-    }
+    times[times.len() / 2]
 }
 
-/// Time `repeats` steps after warm-up and report the median.
-pub fn measure(optimizer: BenchOptimizer, params: usize, repeats: usize) -> BenchResult {
-    let mut bench = StepBench::new(optimizer, params, 3);
+/// Time `repeats` steps on `device` after warm-up and report the median.
+pub fn measure(
+    optimizer: BenchOptimizer,
+    params: usize,
+    repeats: usize,
+    device: &Device,
+) -> BenchResult {
+    let mut bench = StepBench::new(optimizer, params, 3, device);
     let mut times: Vec<f64> = (0..repeats.max(1))
         .map(|_| bench.step().as_secs_f64())
         .collect();

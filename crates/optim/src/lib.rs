@@ -37,6 +37,8 @@ mod adopt;
 pub mod bench;
 pub mod checkpoint;
 pub mod coefficients;
+#[cfg(feature = "cube")]
+pub mod cube;
 pub mod golden;
 pub mod kernel;
 pub mod reference;
