@@ -256,7 +256,8 @@ pub fn reward_accuracy(
     progress.inc(1);
     let reference_logps = pair_logps(reference, &encoded, pad);
     progress.finish_and_clear();
-    let device = Device::default();
+    // A few numbers per pair: on the CPU, whatever device scored them.
+    let device = Device::flex();
     let column = |f: &dyn Fn(&[f64; 2]) -> f64, v: &[[f64; 2]]| {
         let values: Vec<f32> = v.iter().map(|x| f(x) as f32).collect();
         let n = values.len();

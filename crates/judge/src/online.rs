@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -371,8 +370,7 @@ pub fn run_online(
                 .enumerate()
                 .map(|(key, example)| Item { key, example })
                 .collect();
-            let (loss, outputs) = objective.forward(&model, &items)?;
-            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            let (mut grads, outputs) = objective.gradients(&model, &items)?;
             let grad_norm = match settings.max_grad_norm {
                 Some(max) => clip_global_grad_norm(&model, &mut grads, max),
                 None => global_grad_norm(&model, &grads),
@@ -593,6 +591,8 @@ pub struct DemoReferenceSettings {
     pub out_dir: PathBuf,
     /// Progress bar.
     pub progress: bool,
+    /// Where the reference trains.
+    pub device: burn::tensor::Device,
 }
 
 impl DemoTask {
@@ -600,7 +600,7 @@ impl DemoTask {
     /// (on the autodiff device) with the task.
     pub fn with_reference(settings: &DemoReferenceSettings) -> Result<(Self, CausalLm)> {
         let tokenizer = demo_task::tokenizer()?;
-        let device = burn::tensor::Device::default().autodiff();
+        let device = settings.device.clone().autodiff();
         let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
         let mut prompts = demo_task::all_prompts();
         prompts.shuffle(&mut rng);
@@ -643,6 +643,7 @@ impl DemoTask {
             out_dir: settings.out_dir.clone(),
             progress: settings.progress,
             label: "sft".into(),
+            replicas: Default::default(),
         };
         let initial = seeded_model(&demo_task::model_config(), settings.seed, &device)?;
         let outcome = train_loop(

@@ -331,6 +331,7 @@ fn online_alignment_on_the_demo_task_with_true_reward_and_self_labels() {
         learning_rate: 3e-3,
         out_dir: dir.join("sft"),
         progress: false,
+        device: burn::tensor::Device::flex(),
     })
     .unwrap();
     let frozen = burn::module::Module::valid(&reference);

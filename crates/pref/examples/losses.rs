@@ -122,7 +122,7 @@ fn read_case(index: usize, case: &Value) -> Result<Case, String> {
 
 /// The largest value and derivative errors over all cases and losses.
 fn max_errors(cases: &[Case]) -> (f64, f64) {
-    let device = Device::default().autodiff();
+    let device = Device::flex().autodiff();
     let mut worst = (0.0f64, 0.0f64);
     for case in cases {
         debug_assert!(case.beta > 0.0 && case.alpha >= 0.0 && case.gamma >= 0.0);

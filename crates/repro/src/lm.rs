@@ -70,6 +70,9 @@ pub struct LmConfig {
     pub spike_threshold: f64,
     /// Seed of the initial weights and of the windows drawn.
     pub seed: u64,
+    /// Where the models train (the CPU by default).
+    #[serde(skip)]
+    pub device: Device,
 }
 
 impl Default for LmConfig {
@@ -92,6 +95,7 @@ impl Default for LmConfig {
             spike_window: 50,
             spike_threshold: 0.3,
             seed: 0,
+            device: Device::flex(),
         }
     }
 }
@@ -361,7 +365,7 @@ pub fn run(
 ) -> Result<LmReport, ReproError> {
     config.validate()?;
     let started = Instant::now();
-    let device = Device::default();
+    let device = config.device.clone();
     let validation = fixed_windows(&corpus.validation, config, &device);
     let mut runs = Vec::new();
     let mut parameters = 0;
@@ -439,7 +443,7 @@ fn train_one(
     progress: &mut dyn FnMut(&str),
 ) -> (LmRun, usize) {
     let started = Instant::now();
-    let device = Device::default().autodiff();
+    let device = config.device.clone().autodiff();
     device.seed(config.seed);
     let mut model = CausalLm::init(&config.model_config(), &device);
     let parameters = model.num_params();

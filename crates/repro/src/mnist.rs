@@ -272,6 +272,9 @@ pub struct MnistConfig {
     pub optimizers: Vec<OptimizerKind>,
     /// Training-loss points recorded per epoch for the curves, each the mean over its steps (10).
     pub loss_points_per_epoch: usize,
+    /// Where the models train (the CPU by default).
+    #[serde(skip)]
+    pub device: Device,
 }
 
 impl Default for MnistConfig {
@@ -289,6 +292,7 @@ impl Default for MnistConfig {
                 OptimizerKind::Adopt,
             ],
             loss_points_per_epoch: 10,
+            device: Device::flex(),
         }
     }
 }
@@ -446,7 +450,7 @@ fn train_one(
     progress: &mut dyn FnMut(&str),
 ) -> SeedRun {
     let started = Instant::now();
-    let device = Device::default().autodiff();
+    let device = config.device.clone().autodiff();
     device.seed(seed);
     let mut model = Mlp::new(
         data.train.pixels,
@@ -505,7 +509,7 @@ fn train_one(
 /// Test cross-entropy and accuracy of a (non-autodiff) model, in chunks.
 pub fn evaluate(model: &Mlp, set: &ImageSet) -> (f64, f64) {
     const CHUNK: usize = 2000;
-    let device = Device::default();
+    let device = model.hidden.weight.val().device();
     let (mut loss_sum, mut correct) = (0.0, 0usize);
     let indices: Vec<usize> = (0..set.len()).collect();
     for chunk in indices.chunks(CHUNK) {

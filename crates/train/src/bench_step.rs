@@ -7,11 +7,13 @@
 //! - policy: forward and backward of a DPO loss on the same sequences;
 //! - then one AdamW update, timed separately.
 //!
-//! The two pairs run as two shards on the thread pool, each on its own replica of the policy, as
-//! the trainer runs a batch ([`crate::train_loop`]). The baseline is
+//! On the CPU the two pairs run as two shards on the thread pool, each on its own replica of the
+//! policy, as the trainer runs a batch ([`crate::train_loop`]); on a GPU they run as one batch,
+//! and every timed phase waits for the device to finish. The baseline is
 //! `scripts/pytorch-train-step.py`, the same step in PyTorch eager with transformers; run both on
 //! the same machine, back to back.
 
+use std::convert::Infallible;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -64,6 +66,10 @@ pub struct StepBench {
     pub peak_rss_bytes: u64,
     /// The CPU model and its widest vector extensions.
     pub cpu: String,
+    /// What ran the step: `cpu`, or the GPU adapter's name and backend.
+    pub device: String,
+    /// Peak bytes reserved on the GPU (its memory pools), when the step ran on one.
+    pub peak_device_bytes: Option<u64>,
     /// Parameters of the model (adapters included).
     pub params: usize,
     /// Parameters that are trained.
@@ -114,7 +120,9 @@ pub fn bench_step(
     if let Some(lora) = &setup.lora {
         policy = policy.with_lora(lora, 0);
     }
-    policy = policy.with_gradient_checkpointing(setup.gradient_checkpointing);
+    policy = policy
+        .with_gradient_checkpointing(setup.gradient_checkpointing)
+        .expect("the benchmark's adapters have no dropout");
     let trainable_params = trainable_params(&policy);
     // With adapters the reference is the base itself (the policy's tensors, no copy).
     let reference = if policy.has_adapters() {
@@ -123,25 +131,35 @@ pub fn bench_step(
         policy.valid()
     };
     let tokens = random_tokens(&config, &plain);
-    // Inputs live on the parameters' device, which carries their gradient-checkpointing
-    // strategy: burn refuses to mix strategies in one operation.
-    let device = policy.embed_tokens.val().device();
     let tracked_tokens = random_tokens(&config, &device);
     let mut optimizer = AdamWConfig::new().init();
     let mut timings = Vec::with_capacity(steps);
+    // On the CPU one shard per pair (both cores busy, as the trainer's shards); elsewhere one.
+    let shards = if softalign_model::device::is_cpu(&plain) {
+        2
+    } else {
+        1
+    };
+    let mut peak_device_bytes = None;
     for step in 0..=steps {
         let started = Instant::now();
         let reference_logps = Tensor::<1>::from_data(
-            per_pair(|i| sequence_logps(&reference, pair(&tokens, i))).into_data(),
+            per_shard(shards, |rows| {
+                sequence_logps(&reference, rows_of(&tokens, rows))
+            })
+            .into_data(),
             &device,
         );
         let reference_s = started.elapsed().as_secs_f64();
         let started = Instant::now();
-        let (grads, loss) = policy_gradients(&policy, &tracked_tokens, &reference_logps);
+        let (grads, loss) = policy_gradients(&policy, &tracked_tokens, &reference_logps, shards);
+        sync(&plain);
         let policy_s = started.elapsed().as_secs_f64();
         let started = Instant::now();
         policy = optimizer.step(1e-6, policy, grads);
+        sync(&plain);
         let update_s = started.elapsed().as_secs_f64();
+        peak_device_bytes = peak_device_bytes.max(device_bytes_in_use(&plain));
         let timing = StepTiming {
             step,
             reference_s,
@@ -161,6 +179,8 @@ pub fn bench_step(
         policy_tokens_per_s: (SEQUENCES * LENGTH) as f64 / step_s,
         peak_rss_bytes: peak_rss_bytes(),
         cpu: cpu_description(),
+        device: softalign_model::device::describe(&plain),
+        peak_device_bytes,
         params: policy.num_params(),
         trainable_params,
         lora_r: setup.lora.as_ref().map(|l| l.r),
@@ -186,59 +206,97 @@ fn random_tokens(config: &ModelConfig, device: &Device) -> Tensor<2, Int> {
     Tensor::from_data(TensorData::new(ids, [SEQUENCES, LENGTH]), device)
 }
 
-/// Rows `2i, 2i + 1` of `tokens` (pair `i`: chosen, rejected).
-fn pair(tokens: &Tensor<2, Int>, i: usize) -> Tensor<2, Int> {
-    tokens.clone().narrow(0, i * 2, 2)
+/// Rows `rows` of `tokens` (whole pairs: chosen, rejected, chosen, …).
+fn rows_of(tokens: &Tensor<2, Int>, rows: std::ops::Range<usize>) -> Tensor<2, Int> {
+    tokens.clone().narrow(0, rows.start, rows.len())
 }
 
-/// `f` on pair 0 and pair 1 in parallel (one shard per thread, as the trainer shards a batch),
-/// concatenated.
-fn per_pair(f: impl Fn(usize) -> Tensor<1> + Sync) -> Tensor<1> {
-    let (a, b) = rayon::join(|| f(0), || f(1));
-    Tensor::cat(vec![a, b], 0)
+/// The row ranges of `shards` shards of the step's pairs (each shard whole pairs).
+fn shard_rows(shards: usize) -> Vec<std::ops::Range<usize>> {
+    crate::trainer::shard_ranges(SEQUENCES / 2, shards)
+        .into_iter()
+        .map(|pairs| pairs.start * 2..pairs.end * 2)
+        .collect()
+}
+
+/// `f` on each shard's rows, the shards in parallel on the thread pool (as the trainer shards a
+/// batch), concatenated.
+fn per_shard(
+    shards: usize,
+    f: impl Fn(std::ops::Range<usize>) -> Tensor<1> + Sync + Send,
+) -> Tensor<1> {
+    use rayon::prelude::*;
+    let parts: Vec<Tensor<1>> = shard_rows(shards).into_par_iter().map(f).collect();
+    Tensor::cat(parts, 0)
 }
 
 /// Summed next-token log-probability of each sequence, `[rows]`.
 fn sequence_logps(model: &CausalLm, tokens: Tensor<2, Int>) -> Tensor<1> {
-    model
-        .next_token_logps(tokens)
-        .sum_dim(1)
-        .squeeze_dim::<1>(1)
+    sequence_sums(model.next_token_logps(tokens))
 }
 
-/// DPO loss of one pair (row 0 chosen, row 1 rejected).
+/// Per-token log-probabilities `[rows, time − 1]` summed per row, `[rows]`.
+fn sequence_sums(token_logps: Tensor<2>) -> Tensor<1> {
+    token_logps.sum_dim(1).squeeze_dim::<1>(1)
+}
+
+/// Mean DPO loss over the pairs of `policy`/`reference` (rows chosen, rejected, chosen, …).
 fn dpo_loss(policy: Tensor<1>, reference: Tensor<1>) -> Tensor<1> {
-    let ratio = policy - reference;
-    let margin = ratio.clone().narrow(0, 0, 1) - ratio.narrow(0, 1, 1);
+    let rows = policy.dims()[0];
+    let ratio = (policy - reference).reshape([rows / 2, 2]);
+    let margin = ratio.clone().narrow(1, 0, 1) - ratio.narrow(1, 1, 1);
     -log_sigmoid(margin * BETA).mean()
 }
 
-/// The policy's gradients of the mean DPO loss over both pairs, each pair on its own replica
-/// (same weights, its own autodiff graph) with half the loss, the gradients added as
-/// `softalign-train` adds its shards'; and the loss.
+/// The policy's gradients of the mean DPO loss over both pairs, each shard on its own replica
+/// (same weights, its own autodiff graph; gradient checkpointing carries over) with its share of
+/// the loss, the gradients added as `softalign-train` adds its shards'; and the loss.
 fn policy_gradients(
     policy: &CausalLm,
     tokens: &Tensor<2, Int>,
     reference_logps: &Tensor<1>,
+    shards: usize,
 ) -> (GradientsParams, f32) {
-    let checkpointing = policy.gradient_checkpointing();
-    let half = |i: usize| {
-        let replica = policy
-            .valid()
-            .train()
-            .with_gradient_checkpointing(checkpointing);
-        let loss = dpo_loss(
-            sequence_logps(&replica, pair(tokens, i)),
-            reference_logps.clone().narrow(0, i * 2, 2),
-        ) * 0.5;
-        let grads = GradientsParams::from_grads(loss.backward(), &replica);
-        (grads, loss.into_scalar::<f32>())
+    use rayon::prelude::*;
+    let pairs = (SEQUENCES / 2) as f64;
+    let shard = |rows: std::ops::Range<usize>| {
+        let replica = if shards == 1 {
+            policy.clone()
+        } else {
+            policy.valid().train()
+        };
+        let share = (rows.len() / 2) as f64 / pairs;
+        let reference = reference_logps.clone().narrow(0, rows.start, rows.len());
+        let Ok(gradients) =
+            replica.next_token_logps_gradients(rows_of(tokens, rows.clone()), |logps| {
+                let loss = dpo_loss(sequence_sums(logps), reference) * share;
+                let value = loss.clone().detach().into_scalar::<f32>();
+                Ok::<_, Infallible>((loss, value))
+            });
+        gradients
     };
-    let ((ga, la), (gb, lb)) = rayon::join(|| half(0), || half(1));
+    let results: Vec<(GradientsParams, f32)> =
+        shard_rows(shards).into_par_iter().map(shard).collect();
     let mut accumulator = GradientsAccumulator::new();
-    accumulator.accumulate(policy, ga);
-    accumulator.accumulate(policy, gb);
-    (accumulator.grads(), la + lb)
+    let mut loss = 0.0;
+    for (grads, part) in results {
+        accumulator.accumulate(policy, grads);
+        loss += part;
+    }
+    (accumulator.grads(), loss)
+}
+
+/// Waits for `device` to finish what was queued (a no-op on the CPU).
+fn sync(device: &Device) {
+    device.sync().expect("the device finishes the step");
+}
+
+/// Bytes reserved by the GPU's memory pools now; `None` on the CPU.
+fn device_bytes_in_use(device: &Device) -> Option<u64> {
+    if softalign_model::device::is_cpu(device) {
+        return None;
+    }
+    device.memory_pool_usage().map(|usage| usage.bytes_reserved)
 }
 
 fn median(values: impl Iterator<Item = f64>) -> f64 {

@@ -67,6 +67,9 @@ pub enum TrainError {
     /// The model could not be loaded, saved or run.
     #[error(transparent)]
     Model(#[from] softalign_model::ModelError),
+    /// The device asked for is not built in or not present.
+    #[error(transparent)]
+    Device(#[from] softalign_model::DeviceError),
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Checkpoint(#[from] softalign_optim::checkpoint::CheckpointError),

@@ -48,6 +48,6 @@ pub use progress::progress_bar;
 pub use schedule::Schedule;
 pub use sequence::{EncodedExample, EncodedPair, SequenceBatch, Truncation};
 pub use trainer::{
-    LoopOutcome, LoopSettings, Run, clip_global_grad_norm, evaluate, example_at, global_grad_norm,
-    train_loop,
+    LoopOutcome, LoopSettings, Replicas, Run, clip_global_grad_norm, evaluate, example_at,
+    global_grad_norm, shard_ranges, train_loop,
 };

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::module::Module;
+use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -34,8 +35,12 @@ pub struct Item<'a, E> {
 /// The loss of a batch is a sum over its shards divided by one normaliser of the whole batch
 /// (pairs, or response tokens), so the training loop can split a batch into shards and run them
 /// on model replicas in parallel, with the same mean as one pass: [`Objective::prepare`] does the
-/// batch's exclusive work first (reference log-probabilities), then [`Objective::shard_loss`]
-/// runs, `&self`, once per shard.
+/// batch's exclusive work first (reference log-probabilities), then each shard, `&self`, is
+/// turned into token sequences ([`Objective::shard_sequences`]) and its loss is computed from
+/// their next-token log-probabilities under the model ([`Objective::shard_loss`]). The model
+/// sits between the two, so that it can take the gradients its own way
+/// ([`CausalLm::next_token_logps_gradients`], which recomputes each block under gradient
+/// checkpointing).
 pub trait Objective: Sync {
     /// What the objective trains on.
     type Example: Sync;
@@ -51,16 +56,49 @@ pub trait Objective: Sync {
         Ok(())
     }
 
-    /// The summed (not averaged) loss of `shard`, part of a prepared batch, under `model`
-    /// (differentiable when the model is on an autodiff device), and the shard's outputs.
+    /// The token sequences `shard` runs through the model, as one padded batch.
+    fn shard_sequences(&self, shard: &[Item<'_, Self::Example>]) -> SequenceBatch;
+
+    /// The summed (not averaged) loss of `shard`, part of a prepared batch, and the shard's
+    /// outputs, from `logps`: the next-token log-probabilities of its
+    /// [`Objective::shard_sequences`] under the model, `[rows, width − 1]` (differentiable when
+    /// the model is on an autodiff device).
     fn shard_loss(
         &self,
-        model: &CausalLm,
+        logps: Tensor<2>,
+        sequences: &SequenceBatch,
         shard: &[Item<'_, Self::Example>],
     ) -> Result<(Tensor<1>, Self::Outputs)>;
 
     /// What the summed loss of `batch` is divided by to give its mean.
     fn normalizer(&self, batch: &[Item<'_, Self::Example>]) -> f64;
+
+    /// The summed loss of `shard` under `model`, and the shard's outputs.
+    fn shard_forward(
+        &self,
+        model: &CausalLm,
+        shard: &[Item<'_, Self::Example>],
+    ) -> Result<(Tensor<1>, Self::Outputs)> {
+        let sequences = self.shard_sequences(shard);
+        let tokens = sequences.token_tensor(&model.embed_tokens.val().device());
+        self.shard_loss(model.next_token_logps(tokens), &sequences, shard)
+    }
+
+    /// The gradients of `shard`'s summed loss divided by `divisor` for the parameters of `model`
+    /// (on an autodiff device) that are trained, and the shard's outputs.
+    fn shard_gradients(
+        &self,
+        model: &CausalLm,
+        shard: &[Item<'_, Self::Example>],
+        divisor: f64,
+    ) -> Result<(GradientsParams, Self::Outputs)> {
+        let sequences = self.shard_sequences(shard);
+        let tokens = sequences.token_tensor(&model.embed_tokens.val().device());
+        model.next_token_logps_gradients(tokens, |logps| {
+            let (sum, outputs) = self.shard_loss(logps, &sequences, shard)?;
+            Ok((sum.div_scalar(divisor), outputs))
+        })
+    }
 
     /// The mean loss of `batch` under `model` in one pass, and the batch's outputs.
     fn forward(
@@ -69,8 +107,19 @@ pub trait Objective: Sync {
         batch: &[Item<'_, Self::Example>],
     ) -> Result<(Tensor<1>, Self::Outputs)> {
         self.prepare(batch)?;
-        let (sum, outputs) = self.shard_loss(model, batch)?;
+        let (sum, outputs) = self.shard_forward(model, batch)?;
         Ok((sum.div_scalar(self.normalizer(batch)), outputs))
+    }
+
+    /// The gradients of the mean loss of `batch` under `model` (on an autodiff device) in one
+    /// pass, and the batch's outputs.
+    fn gradients(
+        &mut self,
+        model: &CausalLm,
+        batch: &[Item<'_, Self::Example>],
+    ) -> Result<(GradientsParams, Self::Outputs)> {
+        self.prepare(batch)?;
+        self.shard_gradients(model, batch, self.normalizer(batch))
     }
 
     /// Appends `more` to `outputs`.
@@ -124,20 +173,22 @@ impl Objective for SftObjective {
         tokens.max(1) as f64
     }
 
-    fn shard_loss(
-        &self,
-        model: &CausalLm,
-        batch: &[Item<'_, EncodedExample>],
-    ) -> Result<(Tensor<1>, SftOutputs)> {
-        let device = model.embed_tokens.val().device();
-        let sequences = SequenceBatch::new(
-            batch
+    fn shard_sequences(&self, shard: &[Item<'_, EncodedExample>]) -> SequenceBatch {
+        SequenceBatch::new(
+            shard
                 .iter()
                 .map(|i| (i.example.prompt.as_slice(), i.example.response.as_slice())),
             self.pad_id,
-        );
-        let tokens = sequences.token_tensor(&device);
-        let logps = model.next_token_logps(tokens);
+        )
+    }
+
+    fn shard_loss(
+        &self,
+        logps: Tensor<2>,
+        sequences: &SequenceBatch,
+        _shard: &[Item<'_, EncodedExample>],
+    ) -> Result<(Tensor<1>, SftOutputs)> {
+        let device = logps.device();
         let (rows, width) = (sequences.rows, sequences.width);
         let weights: Vec<f32> = (0..rows)
             .flat_map(|r| {
@@ -276,23 +327,25 @@ impl PreferenceObjective {
 /// Index ranges of at most one shard per thread of the rayon pool covering `0 .. n`, in order
 /// and as equal as possible (none when `n` is 0).
 pub fn shards(n: usize) -> Vec<std::ops::Range<usize>> {
-    let count = rayon::current_num_threads().clamp(1, n.max(1));
-    (0..count)
-        .map(|s| s * n / count..(s + 1) * n / count)
-        .filter(|r| !r.is_empty())
-        .collect()
+    crate::trainer::shard_ranges(n, rayon::current_num_threads())
+}
+
+/// The chosen sequences of `batch`, then the rejected ones: `2n` rows.
+fn pair_sequences<'a>(
+    batch: impl Iterator<Item = &'a EncodedPair> + Clone,
+    pad_id: u32,
+) -> SequenceBatch {
+    let chosen = batch
+        .clone()
+        .map(|pair| (pair.prompt.as_slice(), pair.chosen.as_slice()));
+    let rejected = batch.map(|pair| (pair.prompt.as_slice(), pair.rejected.as_slice()));
+    SequenceBatch::new(chosen.chain(rejected), pad_id)
 }
 
 /// Sequence log-probabilities of the chosen responses, then of the rejected ones: `[2n]`.
 fn pair_logps(model: &CausalLm, batch: &[&Item<'_, EncodedPair>], pad_id: u32) -> Tensor<1> {
     let device = model.embed_tokens.val().device();
-    let chosen = batch
-        .iter()
-        .map(|i| (i.example.prompt.as_slice(), i.example.chosen.as_slice()));
-    let rejected = batch
-        .iter()
-        .map(|i| (i.example.prompt.as_slice(), i.example.rejected.as_slice()));
-    let sequences = SequenceBatch::new(chosen.chain(rejected), pad_id);
+    let sequences = pair_sequences(batch.iter().map(|i| i.example), pad_id);
     let tokens = sequences.token_tensor(&device);
     response_logps(
         model.next_token_logps(tokens),
@@ -320,16 +373,20 @@ impl Objective for PreferenceObjective {
         batch.len().max(1) as f64
     }
 
+    fn shard_sequences(&self, shard: &[Item<'_, EncodedPair>]) -> SequenceBatch {
+        pair_sequences(shard.iter().map(|i| i.example), self.pad_id)
+    }
+
     fn shard_loss(
         &self,
-        model: &CausalLm,
+        token_logps: Tensor<2>,
+        sequences: &SequenceBatch,
         batch: &[Item<'_, EncodedPair>],
     ) -> Result<(Tensor<1>, PreferenceOutputs)> {
-        let device = model.embed_tokens.val().device();
+        let device = token_logps.device();
         let n = batch.len();
         let reference = self.reference_logps(batch);
-        let refs: Vec<&Item<'_, EncodedPair>> = batch.iter().collect();
-        let logps = pair_logps(model, &refs, self.pad_id);
+        let logps = response_logps(token_logps, sequences.mask_tensor(&device));
         let chosen = logps.clone().narrow(0, 0, n);
         let rejected = logps.narrow(0, n, n);
         let column =

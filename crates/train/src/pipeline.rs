@@ -6,11 +6,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::tensor::Device;
 use softalign_data::{Format, LoadOptions, ValidationPolicy, split_train_heldout};
 use softalign_model::{
-    CausalLm, LoraConfig, ModelConfig, Pretrained, TextTokenizer, load_pretrained_with_adapter,
-    save_adapter, save_pretrained,
+    CausalLm, DeviceSpec, LoraConfig, ModelConfig, Pretrained, TextTokenizer,
+    load_pretrained_with_adapter, save_adapter, save_pretrained,
 };
 use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
@@ -24,7 +23,7 @@ use crate::objective::{Objective, PreferenceObjective, ReferenceMode, SftObjecti
 use crate::schedule::Schedule;
 use crate::sequence::Truncation;
 use crate::sft_data::load_sft;
-use crate::trainer::{LoopSettings, Run, train_loop};
+use crate::trainer::{LoopSettings, Replicas, Run, train_loop};
 
 /// Folder of the exported model (Hugging Face layout) inside the output folder.
 pub const MODEL_DIR: &str = "model";
@@ -97,6 +96,8 @@ pub struct TrainSettings {
     pub adapter: Option<PathBuf>,
     /// After a LoRA run, also write the model with the adapters merged to `OUT/model/`.
     pub merge: bool,
+    /// Where to train: the CPU, a GPU, or several CUDA GPUs (data parallel).
+    pub device: DeviceSpec,
 }
 
 impl TrainSettings {
@@ -138,6 +139,7 @@ impl TrainSettings {
             lora: None,
             adapter: None,
             merge: false,
+            device: DeviceSpec::Cpu,
         }
     }
 
@@ -215,6 +217,7 @@ impl TrainSettings {
             out_dir: self.out_dir.clone(),
             progress: self.progress,
             label: label.to_string(),
+            replicas: Default::default(),
         }
     }
 
@@ -285,14 +288,18 @@ pub struct RunReport {
 /// freezes the base.
 fn load_model(settings: &TrainSettings, notify: &mut dyn FnMut(&str)) -> Result<Pretrained> {
     let started = Instant::now();
+    let device = settings.device.open()?.remove(0);
     let mut loaded = load_pretrained_with_adapter(
         &settings.model,
         settings.adapter.as_deref(),
-        &Device::default().autodiff(),
+        &device.autodiff(),
     )?;
     if let Some(lora) = &settings.lora {
         loaded.model = loaded.model.with_lora(lora, settings.seed);
     }
+    loaded.model = loaded
+        .model
+        .with_gradient_checkpointing(settings.gradient_checkpointing)?;
     if let Some(lora) = loaded.model.lora_config() {
         notify(&format!(
             "LoRA: rank {}, alpha {}, dropout {}, on {} ({} trainable parameters; the base is frozen)",
@@ -303,9 +310,6 @@ fn load_model(settings: &TrainSettings, notify: &mut dyn FnMut(&str)) -> Result<
             loaded.model.adapters().num_params()
         ));
     }
-    loaded.model = loaded
-        .model
-        .with_gradient_checkpointing(settings.gradient_checkpointing);
     let c = &loaded.model.config;
     notify(&format!(
         "model: {} ({} layers, width {}, vocabulary {}) loaded in {:.1} s",
@@ -338,7 +342,10 @@ fn finish<O: Objective>(
         O::SEQUENCES_PER_EXAMPLE,
     )?;
     let total = settings.total_steps(train.len());
-    let loop_settings = settings.loop_settings(total, label);
+    let mut loop_settings = settings.loop_settings(total, label);
+    if settings.device.is_several() {
+        loop_settings.replicas = Replicas::Devices(settings.device.open()?);
+    }
     let resume = settings
         .resume
         .as_deref()

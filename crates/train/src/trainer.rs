@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::progress::progress_bar;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
-use burn::tensor::Tensor;
+use burn::tensor::distributed::{DistributedConfig, ReduceOperation, all_reduce};
+use burn::tensor::{Device, Tensor};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -19,7 +20,7 @@ use softalign_optim::OptimizerKind;
 use crate::checkpoint::{TrainerState, load_checkpoint, save_checkpoint};
 use crate::error::{Result, TrainError, setting};
 use crate::metrics::{MetricRecord, MetricsLog};
-use crate::objective::{Item, Objective, shards};
+use crate::objective::{Item, Objective};
 use crate::schedule::Schedule;
 
 /// Settings of the loop, shared by SFT and alignment.
@@ -54,6 +55,28 @@ pub struct LoopSettings {
     pub progress: bool,
     /// A short name shown before the progress bar (`sft`, `gdpo`).
     pub label: String,
+    /// Where the shards of a micro-batch run: threads of the model's own device, or several
+    /// devices (data parallel).
+    pub replicas: Replicas,
+}
+
+/// Where the shards of a micro-batch run. Either way a micro-batch is split into contiguous
+/// shards ([`shard_ranges`]), each shard's summed loss is divided by the normaliser of the whole
+/// step, and the shards' gradients are summed, so the step's gradient is that of one pass over
+/// the batch.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Replicas {
+    /// On the CPU one shard per rayon thread, each on a replica of the model sharing its weights
+    /// (`valid().train()`: the same parameters, its own autodiff graph); on any other device one
+    /// shard. Gradients are added in shard order.
+    #[default]
+    Threads,
+    /// One shard per device (the first is the model's own), each on a copy of the model moved
+    /// there (`fork`, same parameter ids) at the start of the step; the gradients are summed by
+    /// burn's collective all-reduce (NCCL on CUDA) and the model's device keeps the sum. Devices
+    /// that are all one device (tests on the CPU) are summed in device order instead, the
+    /// reduction a collective performs.
+    Devices(Vec<Device>),
 }
 
 impl LoopSettings {
@@ -94,6 +117,18 @@ impl LoopSettings {
         }
         if self.keep_checkpoints == 0 {
             return Err(setting("keep-checkpoints", "must be at least 1"));
+        }
+        if let Replicas::Devices(devices) = &self.replicas
+            && self.batch_size < devices.len()
+        {
+            return Err(setting(
+                "batch-size",
+                format!(
+                    "{} is fewer examples than the {} devices that share each micro-batch",
+                    self.batch_size,
+                    devices.len()
+                ),
+            ));
         }
         Ok(())
     }
@@ -401,11 +436,11 @@ pub fn train_loop<O: Objective>(model: CausalLm, run: Run<'_, O>) -> Result<Loop
 /// each, whose summed losses are divided by the step's normaliser, so the gradient is that of the
 /// mean over the step's examples.
 ///
-/// A micro-batch is split into one shard per thread ([`crate::objective::shards`]); each shard
-/// runs forward and backward on its own replica of the model (`valid().train()`: the same
-/// weights and parameter ids, a separate autodiff graph), so the element-wise work of the shards
-/// runs in parallel as well as the matrix products. The shards' gradients are added in shard
-/// order, so a step is deterministic for a given thread count.
+/// Each micro-batch is split into shards ([`Replicas`]); each shard runs forward and backward on
+/// its own replica of the model (gradient checkpointing, a setting of the model, carries over),
+/// so the element-wise work of the shards runs in parallel as well as the matrix products, and
+/// the shards' gradients are summed in shard order, so a step is deterministic for a given
+/// thread (or device) count.
 fn step_gradients<O: Objective>(
     model: &CausalLm,
     objective: &mut O,
@@ -413,8 +448,21 @@ fn step_gradients<O: Objective>(
     settings: &LoopSettings,
     step: usize,
 ) -> Result<(GradientsParams, O::Outputs)> {
+    let devices = match &settings.replicas {
+        Replicas::Devices(devices) if devices.len() > 1 => Some(devices.as_slice()),
+        _ => None,
+    };
+    // Copies of the model on the other devices, made once per step from the updated weights.
+    let forks: Vec<CausalLm> = devices.map_or_else(Vec::new, |devices| {
+        devices[1..]
+            .iter()
+            .map(|device| model.clone().fork(&device.clone().autodiff()))
+            .collect()
+    });
     let mut outputs = O::Outputs::default();
-    let mut all_grads = Vec::new();
+    // Every shard's gradients with the index of the replica (device) that computed them, in
+    // micro-batch and shard order.
+    let mut all_grads: Vec<(usize, GradientsParams)> = Vec::new();
     for micro in 0..settings.grad_accum {
         let first = (step * settings.grad_accum + micro) * settings.batch_size;
         let items: Vec<Item<'_, O::Example>> = (first..first + settings.batch_size)
@@ -428,42 +476,137 @@ fn step_gradients<O: Objective>(
             .collect();
         objective.prepare(&items)?;
         let divisor = objective.normalizer(&items) * settings.grad_accum as f64;
-        let shards = shards(items.len());
+        let parts = match devices {
+            Some(devices) => devices.len(),
+            None if softalign_model::device::is_cpu(&model.embed_tokens.val().device()) => {
+                rayon::current_num_threads()
+            }
+            None => 1,
+        };
+        let shards = shard_ranges(items.len(), parts);
         let objective = &*objective;
-        let results: Vec<Result<(GradientsParams, O::Outputs)>> = shards
-            .par_iter()
-            .map(|range| {
-                let replica = if shards.len() > 1 {
-                    // `train()` re-enters autodiff with the default strategy.
-                    let checkpointing = model.gradient_checkpointing();
-                    model
-                        .valid()
-                        .train()
-                        .with_gradient_checkpointing(checkpointing)
-                } else {
-                    model.clone()
-                };
-                let (sum, more) = objective.shard_loss(&replica, &items[range.clone()])?;
-                let loss = sum.div_scalar(divisor);
-                Ok((GradientsParams::from_grads(loss.backward(), &replica), more))
-            })
-            .collect();
-        for result in results {
+        let shard_gradients = |s: usize, range: &std::ops::Range<usize>| {
+            let replica = match devices {
+                Some(_) if s > 0 => forks[s - 1].clone(),
+                Some(_) => model.clone(),
+                None if shards.len() == 1 => model.clone(),
+                None => model.valid().train(),
+            };
+            objective.shard_gradients(&replica, &items[range.clone()], divisor)
+        };
+        let results: Vec<Result<(GradientsParams, O::Outputs)>> = match devices {
+            // One thread per device: each device's work is queued from its own thread.
+            Some(_) => std::thread::scope(|scope| {
+                let handles: Vec<_> = shards
+                    .iter()
+                    .enumerate()
+                    .map(|(s, range)| scope.spawn(move || shard_gradients(s, range)))
+                    .collect();
+                handles.into_iter().map(join).collect()
+            }),
+            None => shards
+                .par_iter()
+                .enumerate()
+                .map(|(s, range)| shard_gradients(s, range))
+                .collect(),
+        };
+        for (s, result) in results.into_iter().enumerate() {
             let (grads, more) = result?;
             O::absorb(&mut outputs, more);
-            all_grads.push(grads);
+            all_grads.push((s, grads));
         }
     }
-    let grads = if all_grads.len() == 1 {
-        all_grads.pop().expect("one")
-    } else {
-        let mut accumulator = GradientsAccumulator::<CausalLm>::new();
-        for grads in all_grads {
-            accumulator.accumulate(model, grads);
+    let grads = match devices {
+        Some(devices) if devices.iter().any(|d| d != &devices[0]) => {
+            let mut per_device: Vec<Vec<GradientsParams>> =
+                devices.iter().map(|_| Vec::new()).collect();
+            for (s, grads) in all_grads {
+                per_device[s].push(grads);
+            }
+            let per_device = per_device
+                .into_iter()
+                .map(|grads| sum_in_order(model, grads))
+                .collect();
+            all_reduce_gradients(model, &forks, per_device, devices)
         }
-        accumulator.grads()
+        _ => sum_in_order(model, all_grads.into_iter().map(|(_, g)| g).collect()),
     };
     Ok((grads, outputs))
+}
+
+/// A scoped thread's result, re-raising its panic on the caller's thread.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+/// Contiguous index ranges covering `0 .. n` in order, at most `parts` of them and as equal as
+/// possible (none when `n` is 0): the shards of a micro-batch of `n` examples.
+pub fn shard_ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let count = parts.clamp(1, n.max(1));
+    (0..count)
+        .map(|s| s * n / count..(s + 1) * n / count)
+        .filter(|r| !r.is_empty())
+        .collect()
+}
+
+/// The sum of gradients, added in order (on the device they are on; `model` names the
+/// parameters).
+fn sum_in_order(model: &CausalLm, mut grads: Vec<GradientsParams>) -> GradientsParams {
+    if grads.len() == 1 {
+        return grads.pop().expect("one");
+    }
+    let mut accumulator = GradientsAccumulator::<CausalLm>::new();
+    for grads in grads {
+        accumulator.accumulate(model, grads);
+    }
+    accumulator.grads()
+}
+
+/// The sum of the devices' gradients by burn's collective all-reduce: every device thread
+/// reduces its gradients in the model's parameter order (the order is what pairs the devices'
+/// calls), and the first device's result — on the model's device — is kept.
+fn all_reduce_gradients(
+    model: &CausalLm,
+    forks: &[CausalLm],
+    per_device: Vec<GradientsParams>,
+    devices: &[Device],
+) -> GradientsParams {
+    struct Reduce<'a> {
+        grads: GradientsParams,
+        devices: &'a [Device],
+    }
+    impl ModuleVisitor for Reduce<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.grads.remove::<D>(param.id) {
+                let sum = all_reduce(grad, ReduceOperation::Sum, self.devices.to_vec()).resolve();
+                self.grads.register::<D>(param.id, sum);
+            }
+        }
+    }
+    let _context = burn::tensor::distributed::DistributedContext::init(
+        devices.to_vec(),
+        DistributedConfig {
+            all_reduce_op: ReduceOperation::Sum,
+        },
+    );
+    let replicas: Vec<&CausalLm> = std::iter::once(model).chain(forks).collect();
+    let mut reduced: Vec<GradientsParams> = std::thread::scope(|scope| {
+        let handles: Vec<_> = per_device
+            .into_iter()
+            .zip(replicas)
+            .map(|(grads, replica)| {
+                scope.spawn(move || {
+                    let mut visitor = Reduce { grads, devices };
+                    replica.visit(&mut visitor);
+                    visitor.grads
+                })
+            })
+            .collect();
+        handles.into_iter().map(join).collect()
+    });
+    reduced.swap_remove(0)
 }
 
 fn save<O: Objective>(

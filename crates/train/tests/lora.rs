@@ -59,6 +59,7 @@ fn settings(out: &Path, steps: usize) -> LoopSettings {
         out_dir: out.to_path_buf(),
         progress: false,
         label: "lora".into(),
+        replicas: Default::default(),
     }
 }
 
@@ -271,4 +272,44 @@ fn a_lora_checkpoint_refuses_another_base_or_other_adapters() {
     assert!(error.contains("LoRA"), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
     let _ = std::fs::remove_dir_all(temp_dir("refuse-out"));
+}
+
+#[test]
+fn lora_with_gradient_checkpointing_trains_like_without_and_resumes_bitwise() {
+    let plain_dir = temp_dir("checkpointing-plain");
+    let plain = run(&plain_dir, 6, None, policy());
+    let recomputed_dir = temp_dir("checkpointing-recomputed");
+    let checkpointed = || policy().with_gradient_checkpointing(true).unwrap();
+    let recomputed = run(&recomputed_dir, 6, None, checkpointed());
+    assert!(recomputed.model.gradient_checkpointing());
+
+    let (a, b) = (
+        train_losses(&plain.history),
+        train_losses(&recomputed.history),
+    );
+    assert_eq!(a.len(), 6);
+    for (step, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-6,
+            "step {}: loss {x} kept vs {y} recomputed",
+            step + 1
+        );
+    }
+    assert_eq!(
+        bits(&recomputed.model.without_adapters()),
+        bits(&plain.model.without_adapters()),
+        "the checkpointed run changed the frozen base"
+    );
+
+    let resumed_dir = temp_dir("checkpointing-resumed");
+    let at_3 = recomputed_dir.join("checkpoints").join(checkpoint_name(3));
+    let resumed = run(&resumed_dir, 6, Some(&at_3), checkpointed());
+    assert!(
+        adapter_bits(&resumed.model.adapters()) == adapter_bits(&recomputed.model.adapters()),
+        "adapters differ after resuming"
+    );
+    assert_eq!(resumed.history, recomputed.history);
+    for dir in [plain_dir, recomputed_dir, resumed_dir] {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

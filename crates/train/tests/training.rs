@@ -19,7 +19,7 @@ use softalign_train::demo::task::{self, EOS_ID, PAD_ID, noisy_demonstration, pro
 use softalign_train::metrics::MetricRecord;
 use softalign_train::{
     EncodedExample, EncodedPair, Item, LoopSettings, Objective, PreferenceObjective, ReferenceMode,
-    Result, Run, Schedule, SftObjective, train_loop,
+    Replicas, Result, Run, Schedule, SequenceBatch, SftObjective, train_loop,
 };
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -60,6 +60,7 @@ fn settings(out: &Path, steps: usize) -> LoopSettings {
         out_dir: out.to_path_buf(),
         progress: false,
         label: "test".into(),
+        replicas: Default::default(),
     }
 }
 
@@ -124,12 +125,16 @@ impl<O: Objective> Objective for StopAfter<O> {
     fn prepare(&mut self, batch: &[Item<'_, O::Example>]) -> Result<()> {
         self.inner.prepare(batch)
     }
+    fn shard_sequences(&self, shard: &[Item<'_, O::Example>]) -> SequenceBatch {
+        self.inner.shard_sequences(shard)
+    }
     fn shard_loss(
         &self,
-        model: &CausalLm,
+        logps: Tensor<2>,
+        sequences: &SequenceBatch,
         shard: &[Item<'_, O::Example>],
     ) -> Result<(Tensor<1>, O::Outputs)> {
-        self.inner.shard_loss(model, shard)
+        self.inner.shard_loss(logps, sequences, shard)
     }
     fn normalizer(&self, batch: &[Item<'_, O::Example>]) -> f64 {
         // The loop asks once per training micro-batch (evaluation goes through `forward`).
@@ -383,14 +388,27 @@ fn resuming_from_nothing_is_a_clear_error() {
 /// Runs three GDPO steps on a rayon pool of `threads` threads and returns the first step's
 /// training loss and the final weights.
 fn sharded_run(threads: usize, sft: bool) -> (f64, Vec<f32>) {
+    replicated_run(threads, Replicas::Threads, sft)
+}
+
+/// [`sharded_run`] with the shards placed by `replicas`.
+fn replicated_run(threads: usize, replicas: Replicas, sft: bool) -> (f64, Vec<f32>) {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .unwrap();
     pool.install(|| {
-        let out = temp_dir(&format!("shards-{threads}-{sft}"));
+        let devices = match &replicas {
+            Replicas::Devices(devices) => devices.len(),
+            Replicas::Threads => 0,
+        };
+        // Tests run concurrently and several run the same configuration: a folder per call.
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        let run = RUNS.fetch_add(1, Ordering::SeqCst);
+        let out = temp_dir(&format!("shards-{threads}-{devices}-{sft}-{run}"));
         let mut s = settings(&out, 3);
         s.eval_every = 0;
+        s.replicas = replicas.clone();
         let outcome = if sft {
             let data = sft_data(50);
             train_loop(
@@ -457,5 +475,137 @@ fn a_batch_split_into_shards_on_threads_trains_like_one_pass() {
             worst < 1e-4,
             "sft {sft}: weights differ by {worst} after 3 steps"
         );
+    }
+}
+
+#[test]
+fn a_batch_split_across_devices_trains_like_one_pass() {
+    // Data parallel: each micro-batch of 4 as 3 shards (2 + 1 + 1) on 3 device replicas, each
+    // device's gradients summed over the 2 micro-batches, then the devices' sums reduced — the
+    // code path of `--device cuda:0,cuda:1,cuda:2` up to the collective itself (the devices here
+    // are all the CPU, so the reduction is the in-order sum an all-reduce computes).
+    for sft in [false, true] {
+        let (loss_1, weights_1) = sharded_run(1, sft);
+        let (loss_3, weights_3) =
+            replicated_run(1, Replicas::Devices(vec![Device::flex(); 3]), sft);
+        assert!(
+            (loss_1 - loss_3).abs() <= 1e-5 * loss_1.abs().max(1.0),
+            "sft {sft}: first loss {loss_1} in one pass vs {loss_3} on 3 devices"
+        );
+        let worst = weights_1
+            .iter()
+            .zip(&weights_3)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst < 1e-4,
+            "sft {sft}: weights differ by {worst} after 3 steps on 3 devices"
+        );
+    }
+}
+
+#[test]
+fn shards_cover_a_batch_in_order_and_as_evenly_as_possible() {
+    use softalign_train::shard_ranges;
+    assert_eq!(shard_ranges(4, 3), vec![0..1, 1..2, 2..4]);
+    assert_eq!(shard_ranges(2, 8), vec![0..1, 1..2]);
+    assert_eq!(shard_ranges(5, 1), vec![0..5]);
+    assert!(shard_ranges(0, 4).is_empty());
+    for (n, parts) in [(7, 3), (64, 5), (3, 3)] {
+        let ranges = shard_ranges(n, parts);
+        assert_eq!(ranges.first().unwrap().start, 0);
+        assert_eq!(ranges.last().unwrap().end, n);
+        assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
+        let (shortest, longest) = ranges.iter().fold((usize::MAX, 0), |(lo, hi), r| {
+            (lo.min(r.len()), hi.max(r.len()))
+        });
+        assert!(longest - shortest <= 1, "{n} in {parts}: {ranges:?}");
+    }
+}
+
+/// Six GDPO steps with checkpoints every three, on a pool of 2 threads (each micro-batch of 4
+/// runs as two shards on model replicas), with or without gradient checkpointing: the run's
+/// records and its final weights.
+fn checkpointing_run(
+    out: &Path,
+    checkpointing: bool,
+    resume: Option<&Path>,
+) -> (Vec<MetricRecord>, Vec<u32>) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let data = pair_data(40);
+        let reference = fresh_model();
+        let mut objective =
+            PreferenceObjective::new(PrefLoss::gdpo(), &reference, ReferenceMode::Cached, PAD_ID);
+        let mut s = settings(out, 6);
+        s.save_every = 3;
+        let model = fresh_model()
+            .with_gradient_checkpointing(checkpointing)
+            .unwrap();
+        let outcome = train_loop(
+            model,
+            Run {
+                objective: &mut objective,
+                train: &data,
+                eval: &data[..8],
+                settings: &s,
+                resume,
+                stop: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(outcome.model.gradient_checkpointing(), checkpointing);
+        (outcome.history, weights(&outcome.model))
+    })
+}
+
+#[test]
+fn gradient_checkpointing_trains_like_keeping_the_activations_and_resumes_bitwise() {
+    let plain_dir = temp_dir("checkpointing-plain");
+    let (plain, plain_weights) = checkpointing_run(&plain_dir, false, None);
+    let recomputed_dir = temp_dir("checkpointing-recomputed");
+    let (recomputed, recomputed_weights) = checkpointing_run(&recomputed_dir, true, None);
+
+    let train = |h: &[MetricRecord]| -> Vec<(f64, f64)> {
+        h.iter()
+            .filter(|r| r.split == "train")
+            .map(|r| (r.get("loss").unwrap(), r.get("grad_norm").unwrap()))
+            .collect()
+    };
+    let (a, b) = (train(&plain), train(&recomputed));
+    assert_eq!(a.len(), 6);
+    for (step, ((loss_a, norm_a), (loss_b, norm_b))) in a.iter().zip(&b).enumerate() {
+        assert!(
+            (loss_a - loss_b).abs() <= 1e-6,
+            "step {}: loss {loss_a} kept vs {loss_b} recomputed",
+            step + 1
+        );
+        assert!(
+            (norm_a - norm_b).abs() <= 1e-6 * norm_a.max(1.0),
+            "step {}: gradient norm {norm_a} kept vs {norm_b} recomputed",
+            step + 1
+        );
+    }
+    let worst = plain_weights
+        .iter()
+        .zip(&recomputed_weights)
+        .map(|(&x, &y)| (f32::from_bits(x) - f32::from_bits(y)).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst <= 1e-5, "weights differ by {worst} after 6 steps");
+
+    // Resumed from step 3 with checkpointing, the run is bitwise the uninterrupted one.
+    let resumed_dir = temp_dir("checkpointing-resumed");
+    let from = recomputed_dir.join("checkpoints").join(checkpoint_name(3));
+    let (resumed, resumed_weights) = checkpointing_run(&resumed_dir, true, Some(&from));
+    assert!(
+        resumed_weights == recomputed_weights,
+        "weights differ after resuming"
+    );
+    assert_eq!(resumed, recomputed);
+    for dir in [plain_dir, recomputed_dir, resumed_dir] {
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -80,6 +80,8 @@ pub struct DemoSettings {
     pub curves: bool,
     /// Draw progress bars on stderr.
     pub progress: bool,
+    /// Where the models train and generate (the CPU by default).
+    pub device: Device,
 }
 
 impl Default for DemoSettings {
@@ -99,6 +101,7 @@ impl Default for DemoSettings {
             betas: BETA_GRID.to_vec(),
             curves: true,
             progress: true,
+            device: Device::flex(),
         }
     }
 }
@@ -118,7 +121,7 @@ impl DemoSettings {
 /// A model with weights drawn from `seed` (normal, σ = 0.02; norm gains one), independent of
 /// burn's global random state.
 pub fn seeded_model(config: &ModelConfig, seed: u64, device: &Device) -> Result<CausalLm> {
-    let shapes = CausalLm::init(config, &Device::default()).to_weights();
+    let shapes = CausalLm::init(config, &Device::flex()).to_weights();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut tensors = HashMap::new();
     for (name, tensor) in shapes {
@@ -181,6 +184,7 @@ fn loop_settings(
         out_dir: dir.to_path_buf(),
         progress: settings.progress,
         label: label.to_string(),
+        replicas: Default::default(),
     }
 }
 
@@ -273,7 +277,7 @@ pub fn train_reference(
         settings.sft_steps,
         settings.sft_learning_rate,
     );
-    let device = Device::default().autodiff();
+    let device = settings.device.clone().autodiff();
     let initial = seeded_model(&task::model_config(), settings.seed, &device)?;
     let sft = train_loop(
         initial,
