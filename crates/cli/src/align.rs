@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use softalign_data::{DataError, Format, ValidationPolicy};
-use softalign_model::LoraConfig;
+use softalign_model::{DeviceSpec, LoraConfig};
 use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
 use softalign_train::checkpoint::CHECKPOINTS_DIR;
@@ -113,8 +113,9 @@ pub struct TrainFlags {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_progress: bool,
-    /// Recompute activations in the backward pass instead of keeping them: less memory, more
-    /// compute, the same gradients.
+    /// Gradient checkpointing: keep one hidden state per decoder block and recompute each block
+    /// in the backward pass instead of keeping its activations: less memory, one more forward
+    /// pass of the blocks, the same gradients (LoRA dropout must be 0).
     #[arg(long)]
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub gradient_checkpointing: bool,
@@ -140,6 +141,11 @@ pub struct TrainFlags {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub merge: bool,
+    /// Where to train: cpu, wgpu, wgpu:N, cuda, cuda:N, or several CUDA GPUs cuda:0,cuda:1,…
+    /// (data parallel: each batch is split across them) [default cpu]. GPU backends need a
+    /// binary built with --features wgpu or cuda.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
 }
 
 /// Loss flags of `align`.
@@ -199,7 +205,7 @@ impl TrainFlags {
             max_eval_examples, template, max_length, max_prompt_length, optimizer, learning_rate,
             weight_decay, warmup_ratio, min_lr_ratio, epochs, max_steps, batch_size, grad_accum,
             max_grad_norm, eval_every, eval_batch_size, save_every, keep_checkpoints, seed,
-            lora_r, lora_alpha, lora_dropout, lora_targets, adapter);
+            lora_r, lora_alpha, lora_dropout, lora_targets, adapter, device);
         self.skip_invalid |= lower.skip_invalid;
         self.no_progress |= lower.no_progress;
         self.gradient_checkpointing |= lower.gradient_checkpointing;
@@ -285,7 +291,16 @@ impl TrainFlags {
         s.lora = self.lora()?;
         s.adapter = self.adapter.clone();
         s.merge = self.merge;
+        s.device = self.device_spec()?;
         Ok(s)
+    }
+
+    /// `--device`, parsed (the CPU when absent).
+    pub fn device_spec(&self) -> Result<DeviceSpec> {
+        Ok(match &self.device {
+            Some(text) => text.parse()?,
+            None => DeviceSpec::Cpu,
+        })
     }
 
     /// The LoRA settings: `None` for a full fine-tune (`--lora-r` 0 or absent).
@@ -357,6 +372,7 @@ impl TrainFlags {
             lora_targets: s.lora.as_ref().map(LoraConfig::targets_text),
             adapter: s.adapter.clone(),
             merge: s.merge,
+            device: Some(s.device.to_string()),
         }
     }
 }
@@ -659,12 +675,13 @@ fn run_demo_command(train: &TrainFlags, loss: &LossFlags) -> Result<()> {
         out: None,
         seed: None,
         no_progress: false,
+        device: None,
         ..train.clone()
     } != TrainFlags::default()
         || *loss != LossFlags::default();
     if given_other {
         bail!(
-            "the built-in demo (no --model and --data) takes only --out, --seed and --no-progress; give --model and --data to align your own model"
+            "the built-in demo (no --model and --data) takes only --out, --seed, --device and --no-progress; give --model and --data to align your own model"
         );
     }
     let mut settings = DemoSettings::default();
@@ -675,6 +692,7 @@ fn run_demo_command(train: &TrainFlags, loss: &LossFlags) -> Result<()> {
         settings.seed = seed;
     }
     settings.progress = !train.no_progress;
+    settings.device = train.device_spec()?.open_one("the built-in demo")?;
     eprintln!(
         "softalign: built-in demo: SFT a tiny Llama on noisy demonstrations, then DPO vs cDPO vs GDPO on Bradley–Terry soft labels, each loss's β chosen on validation prompts (seed {})",
         settings.seed

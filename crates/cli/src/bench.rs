@@ -25,6 +25,8 @@ pub enum BenchCommand {
         /// Print one JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        device: crate::device::DeviceArg,
     },
     /// Time one preference-training step of the SmolLM2-135M shape (random init) on 2 pairs ×
     /// 256 tokens: reference forward, policy forward and backward of the DPO loss, AdamW update.
@@ -46,9 +48,11 @@ pub enum BenchCommand {
         /// Train LoRA adapters of this rank on every projection (α 16) instead of every weight.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
         lora_r: Option<u64>,
-        /// Recompute activations in the backward pass.
+        /// Gradient checkpointing: recompute each decoder block in the backward pass.
         #[arg(long)]
         gradient_checkpointing: bool,
+        #[command(flatten)]
+        device: crate::device::DeviceArg,
     },
 }
 
@@ -59,14 +63,22 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             params,
             repeats,
             json,
-        } => optim(params as usize, repeats as usize, json),
+            device,
+        } => optim(
+            params as usize,
+            repeats as usize,
+            json,
+            &device.open("bench optim")?,
+        ),
         BenchCommand::Step {
             steps,
             json,
             shape,
             lora_r,
             gradient_checkpointing,
+            device,
         } => {
+            let device = device.open("bench step")?;
             let config = match shape.as_str() {
                 "smollm2-135m" => ModelConfig::smollm2_135m(),
                 "qwen2.5-1.5b" => ModelConfig::qwen2_5_1_5b(),
@@ -83,7 +95,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
                 lora,
                 gradient_checkpointing,
             };
-            step(steps as usize, json, &setup)
+            step(steps as usize, json, &setup, &device)
         }
     }
 }
@@ -92,7 +104,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
 /// maximum) for our kernels, plus the temporaries of burn's composed AdamW, all f32.
 const BENCH_BYTES_PER_PARAM: u64 = 10 * 4;
 
-fn optim(params: usize, repeats: usize, json: bool) -> anyhow::Result<()> {
+fn optim(params: usize, repeats: usize, json: bool, device: &Device) -> anyhow::Result<()> {
     let needed = params as u64 * BENCH_BYTES_PER_PARAM;
     if let Some(total) = softalign_model::memory::total_bytes()
         && needed > total
@@ -104,12 +116,12 @@ fn optim(params: usize, repeats: usize, json: bool) -> anyhow::Result<()> {
         );
     }
     let threads = rayon::current_num_threads();
-    let mut results = vec![measure_bandwidth(params, repeats)];
+    let mut results = vec![measure_bandwidth(params, repeats, device)];
     for optimizer in BenchOptimizer::ALL {
         if !json {
             eprint!("\rtiming {:<18}", optimizer.name());
         }
-        results.push(measure(optimizer, params, repeats));
+        results.push(measure(optimizer, params, repeats, device));
     }
     if json {
         for result in &results {
@@ -125,7 +137,12 @@ fn optim(params: usize, repeats: usize, json: bool) -> anyhow::Result<()> {
             .map(|r| r.ns_per_param)
     };
     let (burn, limit) = (time_of("burn_adamw"), time_of("bandwidth_probe"));
-    println!("{params} float32 parameters, {threads} threads, median of {repeats} steps");
+    let place = if softalign_model::device::is_cpu(device) {
+        format!("{threads} threads")
+    } else {
+        softalign_model::device::describe(device)
+    };
+    println!("{params} float32 parameters, {place}, median of {repeats} steps");
     println!(
         "{:<18} {:>10} {:>7} {:>14} {:>16}",
         "optimizer", "ns/param", "GB/s", "vs burn_adamw", "of bus limit"
@@ -142,15 +159,13 @@ fn optim(params: usize, repeats: usize, json: bool) -> anyhow::Result<()> {
         );
     }
     println!(
-        "bandwidth_probe: the same 28 B/param of traffic with trivial arithmetic (the bus limit now)"
+        "bandwidth_probe: the same 28 B/param of traffic with trivial arithmetic, on the same device (the bus limit now)"
     );
     Ok(())
 }
 
-fn step(steps: usize, json: bool, setup: &StepSetup) -> anyhow::Result<()> {
-    // The device the step runs on; a `--device` flag selects it here once devices are parsed.
-    let device = Device::default();
-    let result = bench_step(steps, &device, setup, |t| {
+fn step(steps: usize, json: bool, setup: &StepSetup, device: &Device) -> anyhow::Result<()> {
+    let result = bench_step(steps, device, setup, |t| {
         if !json {
             let label = if t.step == 0 { "warm-up" } else { "step" };
             eprintln!(

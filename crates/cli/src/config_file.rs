@@ -44,6 +44,7 @@ pub const TRAIN_KEYS: &[&str] = &[
     "lora-targets",
     "adapter",
     "merge",
+    "device",
 ];
 
 /// The loss keys a `--config` file may also hold for `align`.

@@ -66,6 +66,8 @@ pub struct EvalArgs {
     no_progress: bool,
     #[command(flatten)]
     judge_flags: JudgeFlags,
+    #[command(flatten)]
+    device: crate::device::DeviceArg,
 }
 
 /// Runs `softalign eval`.
@@ -96,17 +98,18 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     // Read the data before loading models, so a bad file fails fast.
     settings.load_pairs()?;
+    let device = args.device.open("eval")?;
     let judge = match &args.judge {
-        Some(path) => Some((args.judge_flags.judge(path)?, path.clone())),
+        Some(path) => Some((args.judge_flags.judge(path, &device)?, path.clone())),
         None => None,
     };
-    let model = load_model_with_adapter(&args.model, args.adapter.as_deref(), "model")?;
+    let model = load_model_with_adapter(&args.model, args.adapter.as_deref(), "model", &device)?;
     let versus = match &args.versus {
-        Some(path) => Some(load_model(path, "versus")?),
+        Some(path) => Some(load_model(path, "versus", &device)?),
         None => None,
     };
     let reference = match &args.reference {
-        Some(path) => Some(load_model(path, "reference")?),
+        Some(path) => Some(load_model(path, "reference", &device)?),
         None => None,
     };
     let opponent = versus.as_ref().map_or(Opponent::Reference, Opponent::Model);

@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
-use burn::tensor::Device;
 use clap::Args;
 use softalign_model::{
     ChatMessage, GenerationConfig, Sampling, TextStream, generate, load_pretrained_with_adapter,
@@ -45,12 +44,14 @@ pub struct GenerateArgs {
     /// Seed of the sampler.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    #[command(flatten)]
+    device: crate::device::DeviceArg,
 }
 
 /// Runs `softalign generate`.
 pub fn run(args: GenerateArgs) -> Result<()> {
     let sampling = Sampling::new(args.temperature, args.top_p, args.top_k)?;
-    let device = Device::default();
+    let device = args.device.open("generate")?;
     let started = Instant::now();
     let loaded = load_pretrained_with_adapter(&args.model, args.adapter.as_deref(), &device)?;
     eprintln!(

@@ -34,13 +34,19 @@ pub struct JudgeFlags {
 }
 
 impl JudgeFlags {
-    /// Loads the judge model at `path` and builds the judge.
-    pub fn judge(&self, path: &Path) -> Result<Judge> {
-        self.judge_with_adapter(path, None)
+    /// Loads the judge model at `path` onto `device` and builds the judge.
+    pub fn judge(&self, path: &Path, device: &Device) -> Result<Judge> {
+        self.judge_with_adapter(path, None, device)
     }
 
-    /// Loads the judge model at `path`, with a PEFT adapter when given, and builds the judge.
-    pub fn judge_with_adapter(&self, path: &Path, adapter: Option<&Path>) -> Result<Judge> {
+    /// Loads the judge model at `path` onto `device`, with a PEFT adapter when given, and
+    /// builds the judge.
+    pub fn judge_with_adapter(
+        &self,
+        path: &Path,
+        adapter: Option<&Path>,
+        device: &Device,
+    ) -> Result<Judge> {
         let template = match &self.template {
             Some(file) => JudgeTemplate::from_file(file)?,
             None => JudgeTemplate::builtin(),
@@ -52,14 +58,14 @@ impl JudgeFlags {
             batch_size: self.batch_size,
         };
         settings.validate()?;
-        let loaded = load_model_with_adapter(path, adapter, "judge")?;
+        let loaded = load_model_with_adapter(path, adapter, "judge", device)?;
         Ok(Judge::new(loaded, template, settings)?)
     }
 }
 
-/// Loads a model for inference and says so on stderr.
-pub fn load_model(path: &Path, what: &str) -> Result<Pretrained> {
-    load_model_with_adapter(path, None, what)
+/// Loads a model for inference onto `device` and says so on stderr.
+pub fn load_model(path: &Path, what: &str, device: &Device) -> Result<Pretrained> {
+    load_model_with_adapter(path, None, what, device)
 }
 
 /// Loads a model for inference, with a PEFT LoRA adapter on it when given, and says so on
@@ -68,9 +74,10 @@ pub fn load_model_with_adapter(
     path: &Path,
     adapter: Option<&Path>,
     what: &str,
+    device: &Device,
 ) -> Result<Pretrained> {
     let started = Instant::now();
-    let loaded = load_pretrained_with_adapter(path, adapter, &Device::default())?;
+    let loaded = load_pretrained_with_adapter(path, adapter, device)?;
     let c = &loaded.model.config;
     eprintln!(
         "softalign: {what} {} ({} layers, width {}) loaded in {:.1} s",
@@ -124,6 +131,8 @@ pub struct LabelArgs {
     no_progress: bool,
     #[command(flatten)]
     judge_flags: JudgeFlags,
+    #[command(flatten)]
+    device: crate::device::DeviceArg,
 }
 
 fn stop_flag() -> &'static AtomicBool {
@@ -154,9 +163,10 @@ pub fn run(args: LabelArgs) -> Result<()> {
     if !args.data.is_file() {
         return Err(anyhow!("{}: no such file", args.data.display()));
     }
-    let judge = args
-        .judge_flags
-        .judge_with_adapter(&args.judge, args.adapter.as_deref())?;
+    let device = args.device.open("label")?;
+    let judge =
+        args.judge_flags
+            .judge_with_adapter(&args.judge, args.adapter.as_deref(), &device)?;
     let report = label_file(&judge, &settings, Some(stop_flag()))?;
     let h = &report.histogram;
     println!(

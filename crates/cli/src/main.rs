@@ -9,6 +9,7 @@ mod align;
 mod bench;
 mod config_file;
 mod data;
+mod device;
 mod eval;
 mod generate;
 mod label;
@@ -62,6 +63,11 @@ const EXIT_NON_FINITE: i32 = 3;
 const EXIT_PANIC: i32 = 101;
 
 fn main() {
+    // Every device this binary computes on is chosen by `--device`; what burn itself places on
+    // its default device (optimizer state read from a checkpoint, moved to the parameters'
+    // device at the next step) goes to the CPU, never to a lazily created GPU device.
+    // SAFETY: the first statement of `main`, before any thread exists.
+    unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     softalign_model::keep_freed_memory();
     std::panic::set_hook(Box::new(|info| {
         let location = info

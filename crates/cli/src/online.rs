@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
 use burn::module::Module;
-use burn::tensor::Device;
 use clap::Args;
 use softalign_judge::online::{
     DemoReferenceSettings, DemoTask, LabelSource, OnlineSettings, OnlineTask, PromptTask,
@@ -93,6 +92,7 @@ pub fn run(train: &TrainFlags, loss: &LossFlags, online: &OnlineFlags) -> Result
         progress: !train.no_progress,
     };
     settings.validate()?;
+    let device = train.device_spec()?.open_one("align --online")?;
     let stop = stop_flag();
     let mut notify = |line: &str| eprintln!("softalign: {line}");
     let report = if demo {
@@ -108,6 +108,7 @@ pub fn run(train: &TrainFlags, loss: &LossFlags, online: &OnlineFlags) -> Result
             learning_rate: 3e-3,
             out_dir: out.join("sft"),
             progress: settings.progress,
+            device: device.clone(),
         };
         eprintln!(
             "softalign: online demo: SFT a tiny Llama on noisy demonstrations, then online {} with {} labels of two samples per prompt",
@@ -126,7 +127,9 @@ pub fn run(train: &TrainFlags, loss: &LossFlags, online: &OnlineFlags) -> Result
             100.0 * before[1].1
         ));
         run_online(
-            reference.clone(),
+            reference
+                .clone()
+                .with_gradient_checkpointing(train.gradient_checkpointing)?,
             &reference.valid(),
             &task,
             &settings,
@@ -158,7 +161,7 @@ pub fn run(train: &TrainFlags, loss: &LossFlags, online: &OnlineFlags) -> Result
                     Some(file) => JudgeTemplate::from_file(file)?,
                     None => JudgeTemplate::builtin(),
                 };
-                let loaded = crate::label::load_model(path, "judge")?;
+                let loaded = crate::label::load_model(path, "judge", &device)?;
                 Some(Judge::new(loaded, template, JudgeSettings::default())?)
             }
             _ => None,
@@ -166,7 +169,7 @@ pub fn run(train: &TrainFlags, loss: &LossFlags, online: &OnlineFlags) -> Result
         let mut policy = load_pretrained_with_adapter(
             &model_path,
             train.adapter.as_deref(),
-            &Device::default().autodiff(),
+            &device.clone().autodiff(),
         )?;
         if let Some(lora) = train.lora()? {
             lora.validate()
@@ -178,6 +181,9 @@ pub fn run(train: &TrainFlags, loss: &LossFlags, online: &OnlineFlags) -> Result
             }
             policy.model = policy.model.with_lora(&lora, settings.seed);
         }
+        policy.model = policy
+            .model
+            .with_gradient_checkpointing(train.gradient_checkpointing)?;
         // With adapters, the reference is the same network with them switched off.
         let reference = policy.model.without_adapters().valid();
         let truncation = Truncation {

@@ -42,6 +42,8 @@ pub struct MnistArgs {
     /// Output folder.
     #[arg(long, default_value = "out/mnist")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub device: crate::device::DeviceArg,
 }
 
 /// `softalign repro lm`.
@@ -102,6 +104,8 @@ pub struct LmArgs {
     /// Output folder.
     #[arg(long, default_value = "out/lm")]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub device: crate::device::DeviceArg,
 }
 
 /// `softalign repro all`.
@@ -150,6 +154,7 @@ pub fn mnist(args: &MnistArgs) -> anyhow::Result<mnist::MnistReport> {
         batch_size: args.batch_size as usize,
         hidden: args.hidden as usize,
         learning_rate: args.lr,
+        device: args.device.open("repro mnist")?,
         ..Default::default()
     };
     let report = mnist::run(&config, &data, &mut |line| progress_line(line))?;
@@ -182,6 +187,7 @@ pub fn lm(args: &LmArgs) -> anyhow::Result<lm::LmReport> {
         spike_window: args.spike_window as usize,
         spike_threshold: args.spike_threshold,
         seed: args.seed,
+        device: args.device.open("repro lm")?,
         ..Default::default()
     };
     let corpus = lm::Corpus::read(&args.text, &config)?;

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use burn::tensor::Device;
 use clap::Args;
 use serde_json::Value;
 use softalign_model::{TextScore, load_pretrained_with_adapter, score_text};
@@ -29,6 +28,8 @@ pub struct ScoreArgs {
     /// instead of a table.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    device: crate::device::DeviceArg,
 }
 
 /// Runs `softalign score`.
@@ -38,8 +39,8 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         (None, Some(file)) => read_texts(file)?,
         (None, None) => bail!("give --text or --file"),
     };
-    let loaded =
-        load_pretrained_with_adapter(&args.model, args.adapter.as_deref(), &Device::flex())?;
+    let device = args.device.open("score")?;
+    let loaded = load_pretrained_with_adapter(&args.model, args.adapter.as_deref(), &device)?;
     let scores = texts
         .iter()
         .map(|text| score_text(&loaded, text))

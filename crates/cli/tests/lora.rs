@@ -255,6 +255,16 @@ fn bad_lora_settings_and_adapters_are_one_line_errors_with_status_2() {
         ),
         (&["--lora-r", "4", "--lora-alpha", "0"][..], "lora-alpha"),
         (
+            &[
+                "--lora-r",
+                "4",
+                "--lora-dropout",
+                "0.1",
+                "--gradient-checkpointing",
+            ][..],
+            "lora-dropout: is 0.1; gradient checkpointing recomputes each block",
+        ),
+        (
             &["--lora-r", "4", "--lora-targets", "lm_head"][..],
             "lm_head",
         ),
