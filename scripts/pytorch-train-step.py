@@ -7,15 +7,18 @@ separately. PyTorch eager, transformers' LlamaForCausalLM, all threads of the ma
 
     python3 -m venv .cache/venv-torch && .cache/venv-torch/bin/pip install torch transformers peft
     .cache/venv-torch/bin/python scripts/pytorch-train-step.py [STEPS] [--json] [--lora-r R]
-        [--gradient-checkpointing]
+        [--gradient-checkpointing] [--device cuda|cuda:N|cpu]
 
 With --lora-r R the policy is peft's LoRA (r R, alpha 2R, all-linear, no dropout) on the frozen
 model and the reference forward runs the same network with the adapter disabled, as TRL does for
 peft models (`softalign bench step --lora-r R` measures the same step); --gradient-checkpointing
-turns on transformers' (non-reentrant) activation checkpointing.
+turns on transformers' (non-reentrant) activation checkpointing. --device cuda runs the step on
+the GPU (`softalign bench step --device cuda` measures the same step there); every timed phase
+waits for the device.
 
 The last line of stdout is the median step; with --json, the object `softalign bench step --json`
-prints: {"step_s", "update_s", "policy_tokens_per_s", "peak_rss_bytes", "cpu"}.
+prints: {"step_s", "update_s", "policy_tokens_per_s", "peak_rss_bytes", "cpu", "device",
+"peak_device_bytes"}.
 """
 import json
 import platform
@@ -47,8 +50,9 @@ def option(name):
 
 def main():
     lora_r = option("--lora-r")
+    device = torch.device(option("--device") or "cpu")
     checkpointing = "--gradient-checkpointing" in sys.argv
-    args = [a for a in sys.argv[1:] if not a.startswith("--") and a != lora_r]
+    args = [a for a in sys.argv[1:] if not a.startswith("--") and a not in (lora_r, option("--device"))]
     steps = int(args[0]) if args else 3
     torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
@@ -71,10 +75,18 @@ def main():
         reference = LlamaForCausalLM(config)
         reference.load_state_dict(policy.state_dict())
         reference.eval()
+    policy.to(device)
+    if reference is not None:
+        reference.to(device)
     policy.train()
     trainable = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-6, fused=True)
-    tokens = torch.randint(0, config.vocab_size, (SEQUENCES, LENGTH))
+    tokens = torch.randint(0, config.vocab_size, (SEQUENCES, LENGTH)).to(device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     params = sum(p.numel() for p in policy.parameters())
     print(f"torch {torch.__version__}: {params} parameters, "
           f"{sum(p.numel() for p in trainable)} trained; batch {SEQUENCES} x {LENGTH}; "
@@ -88,16 +100,19 @@ def main():
                     reference_logps = sequence_logps(policy, tokens)
             else:
                 reference_logps = sequence_logps(reference, tokens)
+        sync()
         ref_s = time.perf_counter() - started
         t = time.perf_counter()
         ratio = (sequence_logps(policy, tokens) - reference_logps).view(SEQUENCES // 2, 2)
         loss = -F.logsigmoid(BETA * (ratio[:, 0] - ratio[:, 1])).mean()
         loss.backward()
+        sync()
         policy_s = time.perf_counter() - t
         step_s = time.perf_counter() - started
         t = time.perf_counter()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        sync()
         update_s = time.perf_counter() - t
         label = "warm-up" if step == 0 else "step"
         print(f"{label} {step}: reference forward {ref_s:.2f} s, policy forward+backward "
@@ -109,11 +124,14 @@ def main():
     step_s = statistics.median(totals)
     # ru_maxrss is in KiB on Linux.
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    on_gpu = device.type == "cuda"
+    peak_device = torch.cuda.max_memory_reserved(device) if on_gpu else None
+    device_name = torch.cuda.get_device_name(device) if on_gpu else "cpu"
     if "--json" in sys.argv[1:]:
         print(json.dumps({
             "step_s": step_s, "update_s": statistics.median(updates),
             "policy_tokens_per_s": SEQUENCES * LENGTH / step_s, "peak_rss_bytes": peak_rss,
-            "cpu": cpu_name(),
+            "cpu": cpu_name(), "device": device_name, "peak_device_bytes": peak_device,
         }))
         return
     print(f"pytorch_train_step: median {step_s:.2f} s per step "
