@@ -5,7 +5,8 @@
 //!
 //! - reference model: forward pass without gradients (sequence log-probabilities);
 //! - policy: forward and backward of a DPO loss on the same sequences;
-//! - then one AdamW update, timed separately.
+//! - then one AdamW update, timed separately: softalign's own (one fused pass per tensor on the
+//!   CPU, one kernel on a cube GPU backend), as the trainer runs it.
 //!
 //! On the CPU the two pairs run as two shards on the thread pool, each on its own replica of the
 //! policy, as the trainer runs a batch ([`crate::train_loop`]); on a GPU they run as one batch,
@@ -17,13 +18,14 @@ use std::convert::Infallible;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams};
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use softalign_model::{CausalLm, LoraConfig, ModelConfig};
+use softalign_optim::AdamWConfig;
 
 /// Sequences per step: 2 pairs, chosen then rejected.
 pub const SEQUENCES: usize = 4;
