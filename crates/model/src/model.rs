@@ -265,7 +265,9 @@ impl Attention {
         let k = k.unsqueeze_dim::<5>(2);
         let v = v.unsqueeze_dim::<5>(2);
         let scores = q.matmul(k.swap_dims(3, 4)) + rotary.causal_bias.clone().unsqueeze::<5>();
-        let context = softmax(scores, 4)
+        // On the CPU one fused softmax whose backward keeps only the probabilities.
+        let probs = crate::fused::softmax_last(&scores).unwrap_or_else(|| softmax(scores, 4));
+        let context = probs
             .matmul(v)
             .permute([0, 3, 1, 2, 4])
             .reshape([batch * time, h * d]);

@@ -177,3 +177,31 @@ fn swiglu_matches_the_composed_path_in_value_and_gradient() {
         |[gate, up]| silu(gate.clone()) * up.clone(),
     );
 }
+
+#[test]
+fn softmax_matches_the_composed_path_in_value_and_gradient() {
+    use burn::tensor::activation::softmax;
+    use softalign_model::fused::softmax_last;
+    let device = Device::default().autodiff();
+    device.seed(7);
+    // Causally masked rows as attention scores are (−∞ above the diagonal of each 40 × 40
+    // block), more rows than one parallel task holds, scores large enough to need the max shift.
+    let (rows, keys) = (40 * 13, 40);
+    let bias: Vec<f32> = (0..rows * keys)
+        .map(|i| {
+            if i % keys > (i / keys) % keys {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let bias = Tensor::<2>::from_data(TensorData::new(bias, [rows, keys]), &device);
+    compare_with_composed(
+        "softmax",
+        [random([rows, keys], 4.0, &device)],
+        random([rows, keys], 1.0, &device),
+        |[x]| softmax_last(&(x.clone() + bias.clone())).expect("the CPU backend is Flex"),
+        |[x]| softmax(x.clone() + bias.clone(), 1),
+    );
+}

@@ -8,6 +8,7 @@
 
 pub mod logps;
 pub mod norm;
+pub mod softmax;
 pub mod swiglu;
 
 use std::borrow::Cow;
@@ -18,6 +19,7 @@ use burn::tensor::{Shape, Tensor, TensorData};
 
 pub use logps::head_token_logps;
 pub use norm::rms_norm;
+pub use softmax::softmax_last;
 pub use swiglu::swiglu;
 
 /// Whether `tensor` lives on the Flex CPU backend (with or without autodiff).
