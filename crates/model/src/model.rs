@@ -264,11 +264,13 @@ impl Attention {
             .permute([0, 2, 3, 1, 4]);
         let k = k.unsqueeze_dim::<5>(2);
         let v = v.unsqueeze_dim::<5>(2);
-        let scores = q.matmul(k.swap_dims(3, 4)) + rotary.causal_bias.clone().unsqueeze::<5>();
-        // On the CPU one fused softmax whose backward keeps only the probabilities.
-        let probs = crate::fused::softmax_last(&scores).unwrap_or_else(|| softmax(scores, 4));
-        let context = probs
-            .matmul(v)
+        // On the CPU one operation that recomputes the probabilities in the backward pass
+        // instead of keeping them.
+        let context = crate::fused::causal_attention(&q, &k, &v, &rotary.causal_bias)
+            .unwrap_or_else(|| {
+                let bias = rotary.causal_bias.clone().unsqueeze::<5>();
+                softmax(q.matmul(k.swap_dims(3, 4)) + bias, 4).matmul(v)
+            })
             .permute([0, 3, 1, 2, 4])
             .reshape([batch * time, h * d]);
         self.o_proj.forward(context)

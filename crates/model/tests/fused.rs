@@ -179,29 +179,54 @@ fn swiglu_matches_the_composed_path_in_value_and_gradient() {
 }
 
 #[test]
-fn softmax_matches_the_composed_path_in_value_and_gradient() {
+fn attention_matches_the_composed_path_in_value_and_gradient() {
     use burn::tensor::activation::softmax;
-    use softalign_model::fused::softmax_last;
+    use softalign_model::fused::causal_attention;
     let device = Device::default().autodiff();
     device.seed(7);
-    // Causally masked rows as attention scores are (−∞ above the diagonal of each 40 × 40
-    // block), more rows than one parallel task holds, scores large enough to need the max shift.
-    let (rows, keys) = (40 * 13, 40);
-    let bias: Vec<f32> = (0..rows * keys)
+    // Grouped-query layout: 2 sequences, 2 key/value heads of 3 queries each, 37 positions,
+    // head size 8; causally masked (−∞ above the diagonal); more score elements than one
+    // parallel task of the softmax holds; scores large enough to need the max shift.
+    let (batch, kv, group, time, dim) = (2, 2, 3, 37, 8);
+    let bias: Vec<f32> = (0..time * time)
         .map(|i| {
-            if i % keys > (i / keys) % keys {
+            if i % time > i / time {
                 f32::NEG_INFINITY
             } else {
                 0.0
             }
         })
         .collect();
-    let bias = Tensor::<2>::from_data(TensorData::new(bias, [rows, keys]), &device);
+    let bias = Tensor::<2>::from_data(TensorData::new(bias, [time, time]), &device);
+    let queries = [batch, kv, group, time, dim];
+    let keys = [batch, kv, 1, time, dim];
+    let rows = |shape: [usize; 5]| shape[..4].iter().product::<usize>();
+    let inputs = [
+        random([rows(queries), dim], 2.0, &device),
+        random([rows(keys), dim], 2.0, &device),
+        random([rows(keys), dim], 1.0, &device),
+    ];
+    let split = |[q, k, v]: &[Tensor<2>; 3]| {
+        (
+            q.clone().reshape(queries),
+            k.clone().reshape(keys),
+            v.clone().reshape(keys),
+        )
+    };
     compare_with_composed(
-        "softmax",
-        [random([rows, keys], 4.0, &device)],
-        random([rows, keys], 1.0, &device),
-        |[x]| softmax_last(&(x.clone() + bias.clone())).expect("the CPU backend is Flex"),
-        |[x]| softmax(x.clone() + bias.clone(), 1),
+        "attention",
+        inputs,
+        random([rows(queries), dim], 1.0, &device),
+        |inputs| {
+            let (q, k, v) = split(inputs);
+            causal_attention(&q, &k, &v, &bias)
+                .expect("the CPU backend is Flex")
+                .reshape([rows(queries), dim])
+        },
+        |inputs| {
+            let (q, k, v) = split(inputs);
+            let scores = q.matmul(k.swap_dims(3, 4)) + bias.clone().unsqueeze::<5>();
+            softmax(scores, 4).matmul(v).reshape([rows(queries), dim])
+        },
     );
 }

@@ -6,9 +6,10 @@
 //! over it. Its public function chooses at run time, by the device of its input: the kernel on
 //! Flex, the composed tensor path (the same values up to rounding) on every other device.
 
+pub mod attention;
 pub mod logps;
 pub mod norm;
-pub mod softmax;
+mod softmax;
 pub mod swiglu;
 
 use std::borrow::Cow;
@@ -17,9 +18,9 @@ use burn::backend::DispatchDevice;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{Shape, Tensor, TensorData};
 
+pub use attention::causal_attention;
 pub use logps::head_token_logps;
 pub use norm::rms_norm;
-pub use softmax::softmax_last;
 pub use swiglu::swiglu;
 
 /// Whether `tensor` lives on the Flex CPU backend (with or without autodiff).
