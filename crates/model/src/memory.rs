@@ -7,15 +7,18 @@
 //! instead of 105 (`perf stat` on the `matmul_probe` example, 2 cores). [`keep_freed_memory`]
 //! tells the allocator to serve every block from its heap and keep freed memory for reuse.
 //!
-//! The same must hold for the thread pool's allocations: glibc gives each thread its own arena
+//! That does not hold for the thread pool's largest blocks: glibc gives each thread its own arena
 //! of 64 MiB heaps, serves a block larger than a heap (a 113 MB embedding gradient) with `mmap`
-//! whatever `M_MMAP_MAX` says, and unmaps a heap as soon as it is empty. A training step of the
-//! SmolLM2-135M shape on 2 threads faulted 456,000 pages in per step that way (1.8 GB zeroed by
-//! the kernel: `clear_page_erms` was 23% of a `perf record` of `softalign bench step`), and 11,000
-//! with one arena for every thread.
+//! whatever `M_MMAP_MAX` says, and unmaps a heap as soon as it is empty, so a training step of the
+//! SmolLM2-135M shape on 2 threads still faults about 456,000 pages in. One arena for every thread
+//! (`M_ARENA_MAX` 1) ends that (11,000 faults a step) but was measured to cost more than it saves:
+//! 3–4% faster steps for 4–7% more peak RSS on a full fine-tune and 21% more with LoRA and
+//! gradient checkpointing (1.46 → 1.77 GB; `softalign bench step`, Xeon with AVX-512), the one
+//! arena presumably fragmenting where the threads' heaps are unmapped whole. Memory decides which
+//! model fits, so the arenas stay per thread.
 
 /// Keeps freed heap memory in the process for reuse instead of returning it to the kernel
-/// (glibc: one arena for every thread, no `mmap` for large blocks, no trimming of the heap top). Call once at the start of
+/// (glibc: no `mmap` for large blocks, no trimming of the heap top). Call once at the start of
 /// a binary, before any threads allocate. The resident size then stays at its high-water mark,
 /// which for a training loop is where it returns every step anyway. A no-op on other
 /// allocators and systems.
@@ -24,7 +27,6 @@ pub fn keep_freed_memory() {
     // SAFETY: `mallopt` only adjusts allocator parameters; it is called before other threads
     // exist and with documented parameter values.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
         libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, libc::c_int::MAX);
     }
