@@ -209,7 +209,7 @@ fn host_probe_seconds(params: usize, repeats: usize) -> f64 {
     let grad = vec![1e-3_f32; params];
     let mut m = vec![0.0_f32; params];
     let mut v = vec![0.0_f32; params];
-    let mut pass = || {
+    let pass = || {
         let started = Instant::now();
         theta
             .par_chunks_mut(CHUNK)
@@ -224,7 +224,13 @@ fn host_probe_seconds(params: usize, repeats: usize) -> f64 {
             });
         started.elapsed().as_secs_f64()
     };
-    for _ in 0..3 {
+    median_seconds(3, repeats, pass)
+}
+
+/// The median of `repeats` (at least one) timings by `pass`, in seconds, after `warmup` untimed
+/// passes.
+pub(crate) fn median_seconds(warmup: usize, repeats: usize, mut pass: impl FnMut() -> f64) -> f64 {
+    for _ in 0..warmup {
         pass();
     }
     let mut times: Vec<f64> = (0..repeats.max(1)).map(|_| pass()).collect();
@@ -240,11 +246,7 @@ pub fn measure(
     device: &Device,
 ) -> BenchResult {
     let mut bench = StepBench::new(optimizer, params, 3, device);
-    let mut times: Vec<f64> = (0..repeats.max(1))
-        .map(|_| bench.step().as_secs_f64())
-        .collect();
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
+    let median = median_seconds(0, repeats, || bench.step().as_secs_f64());
     BenchResult {
         optimizer: optimizer.name(),
         params,

@@ -521,10 +521,5 @@ pub(crate) fn probe_seconds(params: usize, repeats: usize, device: &burn::tensor
         device.sync().expect("the device finishes the probe");
         started.elapsed().as_secs_f64()
     };
-    for _ in 0..3 {
-        pass();
-    }
-    let mut times: Vec<f64> = (0..repeats.max(1)).map(|_| pass()).collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    crate::bench::median_seconds(3, repeats, pass)
 }

@@ -18,7 +18,7 @@ use std::convert::Infallible;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::optim::GradientsParams;
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
@@ -279,13 +279,9 @@ fn policy_gradients(
     };
     let results: Vec<(GradientsParams, f32)> =
         shard_rows(shards).into_par_iter().map(shard).collect();
-    let mut accumulator = GradientsAccumulator::new();
-    let mut loss = 0.0;
-    for (grads, part) in results {
-        accumulator.accumulate(policy, grads);
-        loss += part;
-    }
-    (accumulator.grads(), loss)
+    let loss = results.iter().map(|(_, part)| part).sum();
+    let grads = results.into_iter().map(|(grads, _)| grads).collect();
+    (crate::trainer::sum_in_order(policy, grads), loss)
 }
 
 /// Waits for `device` to finish what was queued (a no-op on the CPU).

@@ -553,7 +553,7 @@ pub fn shard_ranges(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
 
 /// The sum of gradients, added in order (on the device they are on; `model` names the
 /// parameters).
-fn sum_in_order(model: &CausalLm, mut grads: Vec<GradientsParams>) -> GradientsParams {
+pub(crate) fn sum_in_order(model: &CausalLm, mut grads: Vec<GradientsParams>) -> GradientsParams {
     if grads.len() == 1 {
         return grads.pop().expect("one");
     }

@@ -14,7 +14,6 @@ pub mod swiglu;
 
 use std::borrow::Cow;
 
-use burn::backend::DispatchDevice;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{Shape, Tensor, TensorData};
 
@@ -25,10 +24,7 @@ pub use swiglu::swiglu;
 
 /// Whether `tensor` lives on the Flex CPU backend (with or without autodiff).
 fn on_flex<const D: usize>(tensor: &Tensor<D>) -> bool {
-    matches!(
-        tensor.device().inner().as_dispatch(),
-        DispatchDevice::Flex(_)
-    )
+    crate::device::is_cpu(&tensor.device())
 }
 
 /// The f32 elements of `tensor` in row-major order (copied only when it is a strided view).
