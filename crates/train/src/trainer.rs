@@ -460,9 +460,17 @@ fn step_gradients<O: Objective>(
             .collect()
     });
     let mut outputs = O::Outputs::default();
-    // Every shard's gradients with the index of the replica (device) that computed them, in
-    // micro-batch and shard order.
-    let mut all_grads: Vec<(usize, GradientsParams)> = Vec::new();
+    // Running sums of the shards' gradients, added as each micro-batch finishes (in micro-batch
+    // and shard order): one per device when the devices differ (the all-reduce adds them up),
+    // one for the whole step otherwise.
+    let across_devices = devices.is_some_and(|devices| devices.iter().any(|d| d != &devices[0]));
+    let sum_count = match devices {
+        Some(devices) if across_devices => devices.len(),
+        _ => 1,
+    };
+    let mut sums: Vec<GradientsAccumulator<CausalLm>> = (0..sum_count)
+        .map(|_| GradientsAccumulator::new())
+        .collect();
     for micro in 0..settings.grad_accum {
         let first = (step * settings.grad_accum + micro) * settings.batch_size;
         let items: Vec<Item<'_, O::Example>> = (first..first + settings.batch_size)
@@ -513,23 +521,13 @@ fn step_gradients<O: Objective>(
         for (s, result) in results.into_iter().enumerate() {
             let (grads, more) = result?;
             O::absorb(&mut outputs, more);
-            all_grads.push((s, grads));
+            sums[if across_devices { s } else { 0 }].accumulate(model, grads);
         }
     }
+    let mut sums: Vec<GradientsParams> = sums.into_iter().map(|mut sum| sum.grads()).collect();
     let grads = match devices {
-        Some(devices) if devices.iter().any(|d| d != &devices[0]) => {
-            let mut per_device: Vec<Vec<GradientsParams>> =
-                devices.iter().map(|_| Vec::new()).collect();
-            for (s, grads) in all_grads {
-                per_device[s].push(grads);
-            }
-            let per_device = per_device
-                .into_iter()
-                .map(|grads| sum_in_order(model, grads))
-                .collect();
-            all_reduce_gradients(model, &forks, per_device, devices)
-        }
-        _ => sum_in_order(model, all_grads.into_iter().map(|(_, g)| g).collect()),
+        Some(devices) if across_devices => all_reduce_gradients(model, &forks, sums, devices),
+        _ => sums.pop().expect("one sum"),
     };
     Ok((grads, outputs))
 }
