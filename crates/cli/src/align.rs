@@ -130,7 +130,8 @@ pub struct TrainFlags {
     #[arg(long, allow_negative_numbers = true)]
     pub lora_dropout: Option<f64>,
     /// Modules to adapt: all-linear, or a comma-separated list of q_proj, k_proj, v_proj,
-    /// o_proj, gate_proj, up_proj, down_proj [default all-linear].
+    /// o_proj, gate_proj, up_proj, down_proj (Phi-3: qkv_proj, o_proj, gate_up_proj,
+    /// down_proj) [default all-linear].
     #[arg(long)]
     pub lora_targets: Option<String>,
     /// Start from this PEFT adapter folder (adapter_config.json, adapter_model.safetensors) on

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Family, ModelConfig};
+use crate::family::Slot;
+use crate::rope::RopeScaling;
 use crate::error::{ModelError, Result, io_error};
 use crate::tokenizer::GgufVocabulary;
 use crate::weights::{HostTensor, WeightMap};
@@ -396,21 +398,44 @@ impl GgufFile {
     /// The model family a GGUF architecture name stands for. llama.cpp writes Mistral
     /// checkpoints as `llama` (the same computation), so no GGUF maps to [`Family::Mistral`].
     fn family(&self) -> Result<Family> {
-        let arch = self.meta_str("general.architecture").unwrap_or("llama");
-        match arch {
-            "llama" => Ok(Family::Llama),
-            "qwen2" => Ok(Family::Qwen2),
-            "qwen3" => Ok(Family::Qwen3),
-            other => Err(self.bad(format!(
-                "metadata general.architecture: {other} is not supported (supported: llama, qwen2, qwen3)"
-            ))),
+        let key = "general.architecture";
+        let arch = match self.meta(key) {
+            Some(GgufValue::String(arch)) => arch,
+            Some(_) => return Err(self.bad(format!("metadata {key}: expected a string"))),
+            None => return Err(self.bad(format!("metadata {key}: missing"))),
+        };
+        if let Some(why) = crate::family::refused_architecture(arch) {
+            return Err(self.bad(format!("metadata {key}: {arch}: {why}")));
+        }
+        Family::from_gguf_architecture(arch).ok_or_else(|| {
+            self.bad(format!(
+                "metadata {key}: {arch} is not supported (supported: llama, qwen2, qwen3, gemma2, gemma3, phi3)"
+            ))
+        })
+    }
+
+    fn meta_f32s(&self, key: &str) -> Result<Option<Vec<f32>>> {
+        match self.tensors.iter().find(|t| t.name == key) {
+            None => Ok(None),
+            Some(_) => Ok(Some(self.dequantize(key)?.data)),
         }
     }
 
-    /// The model configuration from the `ARCH.*` metadata (`llama.*`, `qwen2.*`, `qwen3.*`).
+    fn token_id(&self, key: &str) -> Result<Option<u32>> {
+        match self.meta(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| self.bad(format!("metadata {key}: expected a token id below 2³²"))),
+        }
+    }
+
+    /// The model configuration from the `ARCH.*` metadata (`llama.*`, `qwen2.*`, `gemma3.*`, …).
     pub fn model_config(&self) -> Result<ModelConfig> {
         let family = self.family()?;
-        let arch = family.model_type();
+        let arch = family.gguf_architecture();
         let key = |name: &str| format!("{arch}.{name}");
         let required = |name: &str| -> Result<usize> {
             let key = key(name);
@@ -419,6 +444,7 @@ impl GgufFile {
         };
         let hidden_size = required("embedding_length")?;
         let num_attention_heads = required("attention.head_count")?;
+        let num_hidden_layers = required("block_count")?;
         let num_key_value_heads = self
             .meta_usize(&key("attention.head_count_kv"))?
             .unwrap_or(num_attention_heads);
@@ -426,12 +452,13 @@ impl GgufFile {
             Some(d) => d,
             None => hidden_size / num_attention_heads.max(1),
         };
-        let float = |name: &str, default: f64| -> Result<f64> {
+        let float = |name: &str| -> Result<Option<f64>> {
             let key = key(name);
             match self.meta(&key) {
-                None => Ok(default),
+                None => Ok(None),
                 Some(v) => v
                     .as_f64()
+                    .map(Some)
                     .ok_or_else(|| self.bad(format!("metadata {key}: expected a number"))),
             }
         };
@@ -440,43 +467,189 @@ impl GgufFile {
             None => layout::embedding_rows(self.tensor_info("token_embd.weight")?)
                 .map_err(|p| self.bad(p))?,
         };
-        let token =
-            |key: &str| -> Result<Option<u32>> { Ok(self.meta_usize(key)?.map(|n| n as u32)) };
+        let max_position_embeddings = self.meta_usize(&key("context_length"))?.unwrap_or(2048);
+        // The rotated share of each head.
+        let partial_rotary_factor = match self.meta_usize(&key("rope.dimension_count"))? {
+            None => 1.0,
+            Some(n) if n > 0 && n <= head_dim && n % 2 == 0 => n as f64 / head_dim as f64,
+            Some(n) => {
+                return Err(self.bad(format!(
+                    "metadata {}: {n} is not an even number of channels in (0, {head_dim}]",
+                    key("rope.dimension_count")
+                )));
+            }
+        };
+        let rotary_dim = (head_dim as f64 * partial_rotary_factor) as usize;
+        let rope_scaling = self.rope_scaling(&key, rotary_dim, max_position_embeddings)?;
+        // llama.cpp writes 0 for "no window".
+        let window = self
+            .meta_usize(&key("attention.sliding_window"))?
+            .filter(|&w| w > 0);
+        let (sliding_window, sliding_layers) = match family {
+            Family::Gemma2 | Family::Gemma3 => match window {
+                None => (None, None),
+                Some(w) => {
+                    let pattern = match self.meta(&key("attention.sliding_window_pattern")) {
+                        Some(GgufValue::Array(items)) => items
+                            .iter()
+                            .map(|v| matches!(v, GgufValue::Bool(true)))
+                            .collect(),
+                        Some(v) => {
+                            let n = v.as_u64().filter(|&n| n > 0).ok_or_else(|| {
+                                self.bad(format!(
+                                    "metadata {}: expected a positive integer or booleans",
+                                    key("attention.sliding_window_pattern")
+                                ))
+                            })? as usize;
+                            (0..num_hidden_layers).map(|i| (i + 1) % n != 0).collect()
+                        }
+                        // llama.cpp's fixed patterns: Gemma 2 alternates, Gemma 3 makes every
+                        // sixth layer global.
+                        None if family == Family::Gemma2 => {
+                            (0..num_hidden_layers).map(|i| i % 2 == 0).collect()
+                        }
+                        None => (0..num_hidden_layers).map(|i| (i + 1) % 6 != 0).collect(),
+                    };
+                    (Some(w), Some(pattern))
+                }
+            },
+            Family::Phi3 => (window.filter(|&w| w < max_position_embeddings), None),
+            _ => {
+                if let Some(w) = window
+                    && w < max_position_embeddings
+                {
+                    return Err(self.bad(format!(
+                        "metadata {}: sliding-window attention ({w}) is not supported for architecture {arch}",
+                        key("attention.sliding_window")
+                    )));
+                }
+                (None, None)
+            }
+        };
+        let gemma = family.is_gemma();
+        // llama.cpp scales Gemma's scores by 1/√key_length, except for the 27B models, whose
+        // query_pre_attn_scalar is width / heads (46 blocks for Gemma 2, 62 for Gemma 3).
+        let query_pre_attn_scalar = gemma.then(|| {
+            let big = matches!(
+                (family, num_hidden_layers),
+                (Family::Gemma2, 46) | (Family::Gemma3, 62)
+            );
+            if big {
+                (hidden_size / num_attention_heads.max(1)) as f64
+            } else {
+                head_dim as f64
+            }
+        });
         let config = ModelConfig {
             family,
             vocab_size,
             hidden_size,
             intermediate_size: required("feed_forward_length")?,
-            num_hidden_layers: required("block_count")?,
+            num_hidden_layers,
             num_attention_heads,
             num_key_value_heads,
             head_dim,
-            rms_norm_eps: float("attention.layer_norm_rms_epsilon", 1e-5)?,
-            rope_theta: float("rope.freq_base", 10_000.0)?,
+            rms_norm_eps: float("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
+            rope_theta: float("rope.freq_base")?.unwrap_or(10_000.0),
             tie_word_embeddings: !self.tensors.iter().any(|t| t.name == "output.weight"),
-            max_position_embeddings: self.meta_usize(&key("context_length"))?.unwrap_or(2048),
-            bos_token_id: token("tokenizer.ggml.bos_token_id")?,
-            eos_token_ids: token("tokenizer.ggml.eos_token_id")?.into_iter().collect(),
-            sliding_window: None,
+            max_position_embeddings,
+            bos_token_id: self.token_id("tokenizer.ggml.bos_token_id")?,
+            eos_token_ids: self
+                .token_id("tokenizer.ggml.eos_token_id")?
+                .into_iter()
+                .collect(),
+            sliding_window,
+            sliding_layers,
+            rope_scaling,
+            rope_local_theta: (family == Family::Gemma3)
+                .then(|| float("rope.freq_base_swa"))
+                .transpose()?
+                .map(|theta| theta.unwrap_or(10_000.0)),
+            partial_rotary_factor,
+            hidden_activation: if gemma {
+                crate::config::Activation::GeluTanh
+            } else {
+                crate::config::Activation::Silu
+            },
+            query_pre_attn_scalar,
+            attn_logit_softcapping: if family == Family::Gemma2 {
+                float("attn_logit_softcapping")?
+            } else {
+                None
+            },
+            final_logit_softcapping: if family == Family::Gemma2 {
+                float("final_logit_softcapping")?
+            } else {
+                None
+            },
         };
-        let scaling = key("rope.scaling.type");
-        if let Some(GgufValue::String(kind)) = self.meta(&scaling)
-            && kind != "none"
-        {
-            return Err(self.bad(format!(
-                "metadata {scaling}: {kind} rope scaling is not supported"
-            )));
-        }
-        if let Some(window) = self.meta_usize(&key("attention.sliding_window"))?
-            && window < config.max_position_embeddings
-        {
-            return Err(self.bad(format!(
-                "metadata {}: sliding-window attention ({window}) is not supported in GGUF files",
-                key("attention.sliding_window")
-            )));
-        }
         config.validate(&self.path)?;
         Ok(config)
+    }
+
+    /// The rotary scaling: `rope_freqs.weight` divisors (Llama 3), `rope_factors_long/short`
+    /// (LongRoPE), or `ARCH.rope.scaling.type` linear / yarn.
+    fn rope_scaling(
+        &self,
+        key: &dyn Fn(&str) -> String,
+        rotary_dim: usize,
+        max_positions: usize,
+    ) -> Result<RopeScaling> {
+        let float = |name: &str| -> Result<Option<f64>> {
+            match self.meta(&key(name)) {
+                None => Ok(None),
+                Some(v) => v.as_f64().map(Some).ok_or_else(|| {
+                    self.bad(format!("metadata {}: expected a number", key(name)))
+                }),
+            }
+        };
+        let original = self
+            .meta_usize(&key("rope.scaling.original_context_length"))?
+            .filter(|&n| n > 0);
+        if let Some(divisors) = self.meta_f32s("rope_freqs.weight")? {
+            return Ok(RopeScaling::Divisors(divisors));
+        }
+        if let (Some(long), Some(short)) = (
+            self.meta_f32s("rope_factors_long.weight")?,
+            self.meta_f32s("rope_factors_short.weight")?,
+        ) {
+            let _ = rotary_dim;
+            return Ok(RopeScaling::LongRope {
+                short_factor: short.iter().map(|&v| v as f64).collect(),
+                long_factor: long.iter().map(|&v| v as f64).collect(),
+                original_max: original.unwrap_or(max_positions),
+                factor: None,
+                attention_factor: float("rope.scaling.attn_factor")?,
+            });
+        }
+        let scaling = key("rope.scaling.type");
+        let kind = match self.meta(&scaling) {
+            None => return Ok(RopeScaling::None),
+            Some(GgufValue::String(kind)) => kind.as_str(),
+            Some(_) => return Err(self.bad(format!("metadata {scaling}: expected a string"))),
+        };
+        let factor = || -> Result<f64> {
+            float("rope.scaling.factor")?.ok_or_else(|| {
+                self.bad(format!("metadata {}: missing", key("rope.scaling.factor")))
+            })
+        };
+        match kind {
+            "none" => Ok(RopeScaling::None),
+            "linear" => Ok(RopeScaling::Linear { factor: factor()? }),
+            "yarn" => Ok(RopeScaling::Yarn {
+                factor: factor()?,
+                original_max: original.unwrap_or(max_positions),
+                attention_factor: None,
+                beta_fast: float("rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
+                beta_slow: float("rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),
+                mscale: None,
+                mscale_all_dim: None,
+                truncate: true,
+            }),
+            other => Err(self.bad(format!(
+                "metadata {scaling}: {other} rope scaling is not supported (none, linear, yarn)"
+            ))),
+        }
     }
 
     /// The tokenizer tables in the metadata.
@@ -526,113 +699,71 @@ impl GgufFile {
         })
     }
 
-    /// The weights under Hugging Face names and layout. Shapes are checked against `config`
-    /// (errors name the GGUF tensor), and the Q/K rows that llama.cpp's converter interleaves for
-    /// its rotary layout are put back in the half-split order.
+    /// The weights under Hugging Face names and layout, through the family's table. Shapes are
+    /// checked against `config` (errors name the GGUF tensor), the Q/K rows that llama.cpp's
+    /// converter interleaves for its rotary layout are put back in the half-split order, and a
+    /// tensor the configuration does not use is refused by name.
     pub fn model_weights(&self, config: &ModelConfig) -> Result<WeightMap> {
-        let (c, f, v) = (
-            config.hidden_size,
-            config.intermediate_size,
-            config.vocab_size,
-        );
         crate::guard::check_layers_fit(config, self.tensors.len(), &self.path)?;
-        let q = config.num_attention_heads * config.head_dim;
-        let kv = config.num_key_value_heads * config.head_dim;
-        let mut wanted: Vec<(String, String, Vec<usize>, Option<usize>)> = vec![
-            (
-                "token_embd.weight".into(),
-                "model.embed_tokens.weight".into(),
-                vec![v, c],
-                None,
-            ),
-            (
-                "output_norm.weight".into(),
-                "model.norm.weight".into(),
-                vec![c],
-                None,
-            ),
-        ];
-        if !config.tie_word_embeddings {
+        let family = config.family;
+        let mut wanted: Vec<(String, String, Vec<usize>, Option<usize>)> = Vec::new();
+        for row in family.model_tensors() {
+            if row.slot == Slot::Head && config.tie_word_embeddings {
+                continue;
+            }
             wanted.push((
-                "output.weight".into(),
-                "lm_head.weight".into(),
-                vec![v, c],
+                format!("{}.weight", row.gguf),
+                format!("{}.weight", row.hf),
+                config.tensor_shape(row.slot),
                 None,
             ));
         }
-        // llama.cpp permutes the Q/K rows of architecture `llama` only; qwen2/qwen3 tensors are
-        // stored in Hugging Face's layout.
-        let permuted = config.family == Family::Llama;
-        let rows_of = |heads: usize| permuted.then_some(heads);
-        let d = config.head_dim;
+        let permuted = family.gguf_permutes_qk();
         for i in 0..config.num_hidden_layers {
-            let (g, h) = (format!("blk.{i}"), format!("model.layers.{i}"));
-            let mut tensors = vec![
-                ("attn_norm.weight", "input_layernorm.weight", vec![c], None),
-                (
-                    "ffn_norm.weight",
-                    "post_attention_layernorm.weight",
-                    vec![c],
-                    None,
-                ),
-                (
-                    "attn_q.weight",
-                    "self_attn.q_proj.weight",
-                    vec![q, c],
-                    rows_of(config.num_attention_heads),
-                ),
-                (
-                    "attn_k.weight",
-                    "self_attn.k_proj.weight",
-                    vec![kv, c],
-                    rows_of(config.num_key_value_heads),
-                ),
-                (
-                    "attn_v.weight",
-                    "self_attn.v_proj.weight",
-                    vec![kv, c],
-                    None,
-                ),
-                (
-                    "attn_output.weight",
-                    "self_attn.o_proj.weight",
-                    vec![c, q],
-                    None,
-                ),
-                ("ffn_gate.weight", "mlp.gate_proj.weight", vec![f, c], None),
-                ("ffn_up.weight", "mlp.up_proj.weight", vec![f, c], None),
-                ("ffn_down.weight", "mlp.down_proj.weight", vec![c, f], None),
-            ];
-            if config.family.qkv_bias() {
-                tensors.extend([
-                    ("attn_q.bias", "self_attn.q_proj.bias", vec![q], None),
-                    ("attn_k.bias", "self_attn.k_proj.bias", vec![kv], None),
-                    ("attn_v.bias", "self_attn.v_proj.bias", vec![kv], None),
-                ]);
-            }
-            if config.family.qk_norm() {
-                tensors.extend([
-                    (
-                        "attn_q_norm.weight",
-                        "self_attn.q_norm.weight",
-                        vec![d],
+            for row in family.block_tensors() {
+                let heads = match row.slot {
+                    Slot::Q if permuted => Some(config.num_attention_heads),
+                    Slot::K if permuted => Some(config.num_key_value_heads),
+                    _ => None,
+                };
+                let shape = config.tensor_shape(row.slot);
+                wanted.push((
+                    format!("blk.{i}.{}.weight", row.gguf),
+                    format!("model.layers.{i}.{}.weight", row.hf),
+                    shape.clone(),
+                    heads,
+                ));
+                if family.qkv_bias() && matches!(row.slot, Slot::Q | Slot::K | Slot::V) {
+                    wanted.push((
+                        format!("blk.{i}.{}.bias", row.gguf),
+                        format!("model.layers.{i}.{}.bias", row.hf),
+                        vec![shape[0]],
                         None,
-                    ),
-                    (
-                        "attn_k_norm.weight",
-                        "self_attn.k_norm.weight",
-                        vec![d],
-                        None,
-                    ),
-                ]);
+                    ));
+                }
             }
-            for (gguf, hf, shape, heads) in tensors {
-                wanted.push((format!("{g}.{gguf}"), format!("{h}.{hf}"), shape, heads));
-            }
+        }
+        // Tensors the configuration reads elsewhere (rotary scaling).
+        let side = [
+            "rope_freqs.weight",
+            "rope_factors_long.weight",
+            "rope_factors_short.weight",
+        ];
+        let known: std::collections::HashSet<&str> = wanted
+            .iter()
+            .map(|(g, ..)| g.as_str())
+            .chain(side)
+            .collect();
+        if let Some(stray) = self.tensors.iter().find(|t| !known.contains(t.name.as_str())) {
+            return Err(self.bad(format!(
+                "tensor {} is not used by a {} model with this configuration",
+                stray.name, family
+            )));
         }
         let mut map = WeightMap {
             source: self.path.clone(),
-            tensors: Default::default(),
+            norms_include_one: family.is_gemma(),
+            ..Default::default()
         };
         for (gguf_name, hf_name, shape, heads) in wanted {
             let info = self.tensor_info(&gguf_name)?;

@@ -36,6 +36,7 @@ pub mod checkpointing;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod family;
 pub mod fused;
 pub mod generate;
 pub mod gguf;
@@ -43,6 +44,8 @@ pub mod guard;
 pub mod lora;
 pub mod memory;
 pub mod model;
+pub mod peft_targets;
+pub mod rope;
 pub mod score;
 pub mod tokenizer;
 pub mod weights;
@@ -52,7 +55,8 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use serde_json::Value;
 
-pub use config::{Family, ModelConfig};
+pub use config::{Activation, Family, ModelConfig};
+pub use rope::{Rope, RopeScaling};
 pub use device::{DeviceError, DeviceSpec};
 pub use error::{ModelError, Result};
 pub use generate::{GenerationConfig, Sampling, TextStream, generate, sample_token};
@@ -209,18 +213,19 @@ pub fn save_pretrained(model: &CausalLm, tokenizer: &TextTokenizer, folder: &Pat
     } else {
         model
     };
-    std::fs::create_dir_all(folder).map_err(io_error(folder))?;
-    weights::write_safetensors(&folder.join("model.safetensors"), &model.to_weights())?;
     let config = &model.config;
+    let config_json = config.to_hf_json().map_err(|problem| ModelError::Format {
+        path: folder.join("config.json"),
+        problem,
+    })?;
     let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("json value serialises");
-    weights::write_atomic(
-        &folder.join("config.json"),
-        pretty(&config.to_hf_json()).as_bytes(),
-    )?;
     let generation = serde_json::json!({
         "bos_token_id": config.bos_token_id,
-        "eos_token_id": config.to_hf_json()["eos_token_id"],
+        "eos_token_id": config_json["eos_token_id"],
     });
+    std::fs::create_dir_all(folder).map_err(io_error(folder))?;
+    weights::write_safetensors(&folder.join("model.safetensors"), &model.to_weights())?;
+    weights::write_atomic(&folder.join("config.json"), pretty(&config_json).as_bytes())?;
     weights::write_atomic(
         &folder.join("generation_config.json"),
         pretty(&generation).as_bytes(),

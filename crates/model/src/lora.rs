@@ -23,16 +23,21 @@ use serde_json::{Value, json};
 use crate::Pretrained;
 use crate::error::{ModelError, Result, io_error};
 use crate::model::{CausalLm, Linear};
+use crate::peft_targets::PeftTargets;
 use crate::weights::{HostTensor, WeightMap, host, write_atomic, write_safetensors};
 
-/// PEFT's names of the linear modules LoRA can adapt, in the order of a decoder block.
-pub const LORA_MODULES: [&str; 7] = [
+/// PEFT's names of the linear modules LoRA can adapt, over every family (Phi-3's fused
+/// `qkv_proj` and `gate_up_proj` beside the split ones), in the order of a decoder block. A
+/// family has the subset its table names ([`crate::Family::linear_modules`]).
+pub const LORA_MODULES: [&str; 9] = [
     "q_proj",
     "k_proj",
     "v_proj",
+    "qkv_proj",
     "o_proj",
     "gate_proj",
     "up_proj",
+    "gate_up_proj",
     "down_proj",
 ];
 
@@ -195,6 +200,11 @@ pub struct LoraAdapters {
     pub adapters: Vec<LoraAdapter>,
 }
 
+/// The module name PEFT matches (`q_proj` of `self_attn.q_proj`).
+fn module_name(path: &'static str) -> &'static str {
+    path.rsplit('.').next().expect("a non-empty path")
+}
+
 /// A linear layer of the model under its PEFT path (`model.layers.3.self_attn.q_proj`) and its
 /// module name (`q_proj`).
 pub struct NamedLinear<'a> {
@@ -207,24 +217,22 @@ pub struct NamedLinear<'a> {
 }
 
 impl CausalLm {
-    /// Every adaptable linear layer, block by block, in [`LORA_MODULES`] order.
+    /// Every adaptable linear layer, block by block, in the order of the family's table.
     pub fn linears(&self) -> Vec<NamedLinear<'_>> {
-        let mut out = Vec::with_capacity(self.layers.len() * LORA_MODULES.len());
+        let rows: Vec<_> = self
+            .config
+            .family
+            .block_tensors()
+            .into_iter()
+            .filter(|r| r.slot.is_linear())
+            .collect();
+        let mut out = Vec::with_capacity(self.layers.len() * rows.len());
         for (i, layer) in self.layers.iter().enumerate() {
-            let (a, m) = (&layer.self_attn, &layer.mlp);
-            let group = [
-                ("self_attn", &a.q_proj),
-                ("self_attn", &a.k_proj),
-                ("self_attn", &a.v_proj),
-                ("self_attn", &a.o_proj),
-                ("mlp", &m.gate_proj),
-                ("mlp", &m.up_proj),
-                ("mlp", &m.down_proj),
-            ];
-            for ((parent, linear), module) in group.into_iter().zip(LORA_MODULES) {
+            for row in &rows {
+                let linear = layer.linear(row.slot).expect("the table's linears exist");
                 out.push(NamedLinear {
-                    path: format!("model.layers.{i}.{parent}.{module}"),
-                    module,
+                    path: format!("model.layers.{i}.{}", row.hf),
+                    module: module_name(row.hf),
                     linear,
                 });
             }
@@ -234,20 +242,10 @@ impl CausalLm {
 
     /// Mutable access to every adaptable linear layer, in the order of [`CausalLm::linears`].
     fn linears_mut(&mut self) -> Vec<&mut Linear> {
-        let mut out = Vec::with_capacity(self.layers.len() * LORA_MODULES.len());
-        for layer in &mut self.layers {
-            let (a, m) = (&mut layer.self_attn, &mut layer.mlp);
-            out.extend([
-                &mut a.q_proj,
-                &mut a.k_proj,
-                &mut a.v_proj,
-                &mut a.o_proj,
-                &mut m.gate_proj,
-                &mut m.up_proj,
-                &mut m.down_proj,
-            ]);
-        }
-        out
+        self.layers
+            .iter_mut()
+            .flat_map(crate::model::DecoderLayer::linears_mut)
+            .collect()
     }
 
     /// Adds fresh adapters (PEFT's initialisation, drawn from `seed`) to the layers `config`
@@ -257,11 +255,8 @@ impl CausalLm {
         let mut model = self.no_grad();
         let device = model.embed_tokens.val().device();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        for (linear, module) in model
-            .linears_mut()
-            .into_iter()
-            .zip(LORA_MODULES.iter().cycle())
-        {
+        let modules: Vec<&'static str> = model.linears().iter().map(|l| l.module).collect();
+        for (linear, module) in model.linears_mut().into_iter().zip(modules) {
             if config.targets.iter().any(|t| t == module) {
                 let (input, output) = linear.shape();
                 linear.lora = Some(LoraAdapter::init(input, output, config, &mut rng, &device));
@@ -280,15 +275,20 @@ impl CausalLm {
         let linears = self.linears();
         let first = linears.iter().find_map(|l| l.linear.lora.as_ref())?;
         let r = first.rank();
-        let targets = LORA_MODULES
-            .iter()
-            .filter(|m| {
-                linears
-                    .iter()
-                    .any(|l| l.module == **m && l.linear.lora.is_some())
-            })
-            .map(|s| s.to_string())
-            .collect();
+        let targets = if linears.iter().all(|l| l.linear.lora.is_some()) {
+            // Every linear layer: `all-linear`, whatever the family's names.
+            LORA_MODULES.iter().map(|s| s.to_string()).collect()
+        } else {
+            LORA_MODULES
+                .iter()
+                .filter(|m| {
+                    linears
+                        .iter()
+                        .any(|l| l.module == **m && l.linear.lora.is_some())
+                })
+                .map(|s| s.to_string())
+                .collect()
+        };
         Some(LoraConfig {
             r,
             alpha: first.scale * r as f64,
@@ -564,10 +564,16 @@ pub fn read_adapter_config(folder: &Path) -> Result<LoraConfig> {
         .and_then(Value::as_f64)
         .ok_or_else(|| bad("lora_alpha", "must be a number".into()))?;
     let dropout = get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0);
+    // Which layers are adapted is decided per module path by `PeftTargets`; this is the
+    // summary by module name (a regular expression or `all-linear` may reach any).
+    PeftTargets::from_config(&value).map_err(|(key, problem)| bad(key, problem))?;
     let targets = match get("target_modules") {
-        Some(Value::String(s)) if s == "all-linear" => LoraConfig::parse_targets(s),
+        Some(Value::String(_)) => LoraConfig::parse_targets("all-linear"),
         Some(Value::Array(items)) => {
-            let names: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+            let names: Option<Vec<&str>> = items
+                .iter()
+                .map(|v| v.as_str().map(|s| s.rsplit('.').next().unwrap_or(s)))
+                .collect();
             let names =
                 names.ok_or_else(|| bad("target_modules", "must be a list of names".into()))?;
             LoraConfig::parse_targets(&names.join(","))
@@ -610,8 +616,18 @@ pub fn load_adapter(model: CausalLm, folder: &Path) -> Result<CausalLm> {
         .into_iter()
         .map(|l| (l.path, l.module))
         .collect();
-    for (linear, (path, module)) in model.linears_mut().into_iter().zip(names) {
-        if !config.targets.iter().any(|t| t == module) {
+    let config_path = folder.join(ADAPTER_CONFIG_FILE);
+    let raw: Value = serde_json::from_str(
+        &std::fs::read_to_string(&config_path).map_err(io_error(&config_path))?,
+    )
+    .map_err(|cause| ModelError::Json {
+        path: config_path.clone(),
+        cause,
+    })?;
+    let targets = PeftTargets::from_config(&raw)
+        .map_err(|(key, problem)| adapter_error(&config_path, key, problem))?;
+    for (linear, (path, _module)) in model.linears_mut().into_iter().zip(names) {
+        if !targets.adapts(&path) {
             continue;
         }
         let (input, output) = linear.shape();

@@ -12,8 +12,10 @@ use burn::tensor::module::{attention, embedding};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, IndexingUpdateOp, Int, Tensor, TensorData};
 
-use crate::config::ModelConfig;
+use crate::config::{Activation, ModelConfig};
+use crate::rope::RotaryFrequencies;
 use crate::fused::{head_token_logps, rms_norm, swiglu};
+use crate::family::Slot;
 use crate::lora::LoraAdapter;
 
 /// Root-mean-square normalisation with a learned gain: `x / √(mean(x²) + ε) · w`.
@@ -26,13 +28,6 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
-    fn new(width: usize, eps: f64, device: &Device) -> Self {
-        Self {
-            weight: Param::from_tensor(Tensor::ones([width], device)),
-            eps,
-        }
-    }
-
     /// Normalises each row of `x: [rows, width]` (one fused pass on the CPU backend).
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         if let Some(normalised) = rms_norm(&x, &self.weight.val(), self.eps) {
@@ -96,20 +91,18 @@ impl Linear {
 }
 
 /// Grouped-query self-attention with rotary position embeddings (Hugging Face half-split
-/// "rotate_half" layout).
+/// "rotate_half" layout, over the first `rotary_dim` channels of each head).
 #[derive(Module, Debug)]
 pub struct Attention {
-    /// Query projection, `[width, heads · head_dim]`.
-    pub q_proj: Linear,
-    /// Key projection, `[width, kv_heads · head_dim]`.
-    pub k_proj: Linear,
-    /// Value projection, `[width, kv_heads · head_dim]`.
-    pub v_proj: Linear,
+    /// The query, key and value projections: `[q_proj, k_proj, v_proj]` (`[width, heads ·
+    /// head_dim]`, `[width, kv_heads · head_dim]` twice), or Phi-3's one fused `qkv_proj`
+    /// whose output is `[q; k; v]`.
+    pub qkv: Vec<Linear>,
     /// Output projection, `[heads · head_dim, width]`.
     pub o_proj: Linear,
-    /// Qwen3's per-head norm of the queries, `[head_dim]`, applied before the rotation.
+    /// Per-head norm of the queries, `[head_dim]`, applied before the rotation (Qwen3, Gemma 3).
     pub q_norm: Option<RmsNorm>,
-    /// Qwen3's per-head norm of the keys, `[head_dim]`, applied before the rotation.
+    /// Per-head norm of the keys, `[head_dim]`, applied before the rotation (Qwen3, Gemma 3).
     pub k_norm: Option<RmsNorm>,
     /// Number of query heads.
     pub num_heads: usize,
@@ -117,12 +110,20 @@ pub struct Attention {
     pub num_kv_heads: usize,
     /// Width of one head.
     pub head_dim: usize,
+    /// The factor on the scores (`1/√head_dim`, Gemma's `1/√query_pre_attn_scalar`).
+    pub scale: f64,
+    /// Gemma 2's soft cap on the scores (`cap·tanh(s/cap)`); 0: none.
+    pub softcap: f64,
+    /// Whether this layer attends through the sliding window (and its rotary tables).
+    #[module(skip)]
+    pub sliding: bool,
 }
 
-/// Rotary tables for a run of positions: `cos` and `sin` of shape `[1, time, 1, head_dim / 2]`
-/// (they broadcast over `[batch, time, heads, head_dim]`), and the additive causal mask of the
-/// queries over all keys, `[time, past + time]` (0 where visible, −∞ where not; with a sliding
-/// window a query sees only the `window` latest keys, itself included).
+/// Rotary tables for a run of positions: `cos` and `sin` of shape
+/// `[1, time, 1, rotary_dim / 2]` (they broadcast over `[batch, time, heads, head_dim]`; the
+/// attention factor of YaRN / LongRoPE is in them), and the additive causal mask of the queries
+/// over all keys, `[time, past + time]` (0 where visible, −∞ where not; with a sliding window a
+/// query sees only the `window` latest keys, itself included).
 pub(crate) struct Rotary {
     cos: Tensor<4>,
     sin: Tensor<4>,
@@ -136,26 +137,28 @@ pub(crate) struct Rotary {
 
 impl Rotary {
     /// Tables for positions `start .. start + len`, computed in f32 the way transformers does
-    /// (`inv_freq = 1 / θ^(2i/d)`, angle = position · inv_freq).
+    /// (angle = position · inv_freq, then cos and sin times the attention factor).
     fn new(
-        theta: f64,
-        head_dim: usize,
+        frequencies: &RotaryFrequencies,
         window: Option<usize>,
         start: usize,
         len: usize,
         device: &Device,
     ) -> Self {
-        let half = head_dim / 2;
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
-            .collect();
+        let half = frequencies.inv_freq.len();
+        let factor = frequencies.attention_factor;
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);
         for position in start..start + len {
-            for &f in &inv_freq {
+            for &f in &frequencies.inv_freq {
                 let angle = position as f32 * f;
-                cos.push(angle.cos());
-                sin.push(angle.sin());
+                if factor == 1.0 {
+                    cos.push(angle.cos());
+                    sin.push(angle.sin());
+                } else {
+                    cos.push(angle.cos() * factor);
+                    sin.push(angle.sin() * factor);
+                }
             }
         }
         let table =
@@ -191,26 +194,83 @@ impl Rotary {
         self
     }
 
-    /// Rotates `x: [batch, time, heads, head_dim]` and multiplies it by `scale`: the first half
-    /// of each head pairs with the second half (`(x·cos + rotate_half(x)·sin)·scale`; the scale
-    /// goes into the small tables, not over `x`).
+    /// Rotates `x: [batch, time, heads, head_dim]` and multiplies it by `scale`: within the
+    /// first `rotary_dim` channels the first half of each head pairs with the second half
+    /// (`(x·cos + rotate_half(x)·sin)·scale`; the scale goes into the small tables, not over
+    /// `x`); the remaining channels (Phi-3's partial rotary) pass through, scaled.
     fn apply(&self, x: Tensor<4>, scale: f64) -> Tensor<4> {
         let [.., head_dim] = x.dims();
-        let half = head_dim / 2;
+        let half = self.cos.dims()[3];
         let (cos, sin) = if scale == 1.0 {
             (self.cos.clone(), self.sin.clone())
         } else {
             (self.cos.clone() * scale, self.sin.clone() * scale)
         };
-        let x1 = x.clone().narrow(3, 0, half);
-        let x2 = x.narrow(3, half, half);
+        let rotary_dim = 2 * half;
+        let (rotated, passed) = if rotary_dim == head_dim {
+            (x, None)
+        } else {
+            let passed = x.clone().narrow(3, rotary_dim, head_dim - rotary_dim);
+            let passed = if scale == 1.0 { passed } else { passed * scale };
+            (x.narrow(3, 0, rotary_dim), Some(passed))
+        };
+        let x1 = rotated.clone().narrow(3, 0, half);
+        let x2 = rotated.narrow(3, half, half);
         let first = x1.clone() * cos.clone() - x2.clone() * sin.clone();
         let second = x2 * cos + x1 * sin;
-        Tensor::cat(vec![first, second], 3)
+        match passed {
+            None => Tensor::cat(vec![first, second], 3),
+            Some(passed) => Tensor::cat(vec![first, second, passed], 3),
+        }
+    }
+}
+
+/// The rotary tables of a pass: one set for global layers and, when the model has sliding
+/// layers with their own window or rotary base, one for those.
+pub(crate) struct Rotaries {
+    full: Rotary,
+    sliding: Option<Rotary>,
+}
+
+impl Rotaries {
+    /// The tables of a layer that slides or not.
+    pub(crate) fn for_layer(&self, sliding: bool) -> &Rotary {
+        match (&self.sliding, sliding) {
+            (Some(tables), true) => tables,
+            _ => &self.full,
+        }
+    }
+
+    /// Every table on the explicit attention path (see [`Rotary::without_fused_kernel`]).
+    pub(crate) fn without_fused_kernel(self) -> Self {
+        Self {
+            full: self.full.without_fused_kernel(),
+            sliding: self.sliding.map(Rotary::without_fused_kernel),
+        }
     }
 }
 
 impl Attention {
+    /// The query, key and value projections of `x`, `[rows, heads · d]`, `[rows, kv · d]` twice.
+    fn project(&self, x: Tensor<2>) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
+        match self.qkv.as_slice() {
+            [q, k, v] => (q.forward(x.clone()), k.forward(x.clone()), v.forward(x)),
+            [fused] => {
+                let (q, kv) = (
+                    self.num_heads * self.head_dim,
+                    self.num_kv_heads * self.head_dim,
+                );
+                let y = fused.forward(x);
+                (
+                    y.clone().narrow(1, 0, q),
+                    y.clone().narrow(1, q, kv),
+                    y.narrow(1, q + kv, kv),
+                )
+            }
+            other => unreachable!("{} q/k/v projections", other.len()),
+        }
+    }
+
     /// `x: [batch · time, width]` → `[batch · time, width]`. With a cache, the new keys and values
     /// are appended to it and the queries attend to everything cached.
     ///
@@ -224,9 +284,10 @@ impl Attention {
         x: Tensor<2>,
         batch: usize,
         time: usize,
-        rotary: &Rotary,
+        rotaries: &Rotaries,
         cache: Option<&mut LayerCache>,
     ) -> Tensor<2> {
+        let rotary = rotaries.for_layer(self.sliding);
         let (h, kv, d) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let group = h / kv;
         let heads = |t: Tensor<2>, n: usize| t.reshape([batch, time, n, d]);
@@ -234,10 +295,11 @@ impl Attention {
             Some(norm) => norm.forward_last_dim(t),
             None => t,
         };
-        let q = norm(heads(self.q_proj.forward(x.clone()), h), &self.q_norm);
-        let k = norm(heads(self.k_proj.forward(x.clone()), kv), &self.k_norm);
+        let (q, k, v) = self.project(x);
+        let q = norm(heads(q, h), &self.q_norm);
+        let k = norm(heads(k, kv), &self.k_norm);
         let mut k = rotary.apply(k, 1.0).swap_dims(1, 2);
-        let mut v = heads(self.v_proj.forward(x), kv).swap_dims(1, 2);
+        let mut v = heads(v, kv).swap_dims(1, 2);
         if let Some(cache) = cache {
             if let Some((past_k, past_v)) = cache.take() {
                 k = Tensor::cat(vec![past_k, k], 2);
@@ -245,34 +307,43 @@ impl Attention {
             }
             *cache = Some((k.clone(), v.clone()));
         }
-        let scale = 1.0 / (d as f64).sqrt();
-        if rotary.fused_kernel && !(q.is_tracked() || k.is_tracked() || v.is_tracked()) {
+        let default_scale = 1.0 / (d as f64).sqrt();
+        if rotary.fused_kernel
+            && self.softcap == 0.0
+            && !(q.is_tracked() || k.is_tracked() || v.is_tracked())
+        {
             // Nothing to differentiate (reference model, judging, generation): the backend's
             // fused kernel, which shares each key/value head with its query group itself, scales
             // the scores and never materialises the masked score tensor.
-            let context = causal_attention(rotary.apply(q, 1.0).swap_dims(1, 2), k, v)
+            let scale = (self.scale != default_scale).then_some(self.scale);
+            let context = causal_attention(rotary.apply(q, 1.0).swap_dims(1, 2), k, v, scale)
                 .swap_dims(1, 2)
                 .reshape([batch * time, h * d]);
             return self.o_proj.forward(context);
         }
-        // The 1/√d score scale rides on the query rotation (a quarter of the elements of the
+        // The score scale rides on the query rotation (a quarter of the elements of the
         // scores, and no extra pass). [batch, time, kv, group, d] → [batch, kv, group, time, d]
         // (a view).
         let q = rotary
-            .apply(q, scale)
+            .apply(q, self.scale)
             .reshape([batch, time, kv, group, d])
             .permute([0, 2, 3, 1, 4]);
         let k = k.unsqueeze_dim::<5>(2);
         let v = v.unsqueeze_dim::<5>(2);
-        // On the CPU one operation that recomputes the probabilities in the backward pass
-        // instead of keeping them.
-        let context = crate::fused::causal_attention(&q, &k, &v, &rotary.causal_bias)
-            .unwrap_or_else(|| {
-                let bias = rotary.causal_bias.clone().unsqueeze::<5>();
-                softmax(q.matmul(k.swap_dims(3, 4)) + bias, 4).matmul(v)
-            })
-            .permute([0, 3, 1, 2, 4])
-            .reshape([batch * time, h * d]);
+        let bias = || rotary.causal_bias.clone().unsqueeze::<5>();
+        let context = if self.softcap > 0.0 {
+            // Gemma 2: cap·tanh(scores/cap) before the mask.
+            let cap = self.softcap;
+            let scores = (q.matmul(k.swap_dims(3, 4)) / cap).tanh() * cap;
+            softmax(scores + bias(), 4).matmul(v)
+        } else {
+            // On the CPU one operation that recomputes the probabilities in the backward pass
+            // instead of keeping them.
+            crate::fused::causal_attention(&q, &k, &v, &rotary.causal_bias)
+                .unwrap_or_else(|| softmax(q.matmul(k.swap_dims(3, 4)) + bias(), 4).matmul(v))
+        }
+        .permute([0, 3, 1, 2, 4])
+        .reshape([batch * time, h * d]);
         self.o_proj.forward(context)
     }
 }
@@ -282,7 +353,7 @@ impl Attention {
 /// query `i` seeing keys `0 ..= past + i`. Same values as the explicit path of
 /// [`Attention::forward`] up to float rounding; on an autodiff device the kernel runs on the
 /// inner tensors (the autodiff backend would otherwise decompose it).
-fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: Option<f64>) -> Tensor<4> {
     // Only Flex's kernel shares a key/value head with its query group; elsewhere burn's
     // attention wants as many key/value heads as query heads, so each is repeated `group` times.
     let group = q.dims()[1] / k.dims()[1];
@@ -292,7 +363,7 @@ fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
         (k, v)
     };
     let options = AttentionModuleOptions {
-        scale: None,
+        scale,
         softcap: None,
         is_causal: true,
     };
@@ -320,59 +391,139 @@ fn repeat_heads(x: Tensor<4>, group: usize) -> Tensor<4> {
         .reshape([batch, heads * group, time, dim])
 }
 
-/// SwiGLU feed-forward block: `down(silu(x · gate) ⊙ (x · up))`.
+/// The gated feed-forward block: `down(act(x · gate) ⊙ (x · up))` (SwiGLU with SiLU, GeGLU with
+/// the tanh GELU).
 #[derive(Module, Debug)]
 pub struct Mlp {
-    /// Gate projection, `[width, ffn]`.
-    pub gate_proj: Linear,
-    /// Up projection, `[width, ffn]`.
-    pub up_proj: Linear,
+    /// `[gate_proj, up_proj]` (`[width, ffn]` each), or Phi-3's one fused `gate_up_proj` whose
+    /// output is `[gate; up]`.
+    pub gate_up: Vec<Linear>,
     /// Down projection, `[ffn, width]`.
     pub down_proj: Linear,
+    /// The gate's activation.
+    #[module(skip)]
+    pub activation: Activation,
 }
 
 impl Mlp {
     fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let gate = self.gate_proj.forward(x.clone());
-        let up = self.up_proj.forward(x);
-        let hidden = swiglu(&gate, &up).unwrap_or_else(|| silu(gate) * up);
+        let (gate, up) = match self.gate_up.as_slice() {
+            [gate, up] => (gate.forward(x.clone()), up.forward(x)),
+            [fused] => {
+                let y = fused.forward(x);
+                let ffn = y.dims()[1] / 2;
+                (y.clone().narrow(1, 0, ffn), y.narrow(1, ffn, ffn))
+            }
+            other => unreachable!("{} gate/up projections", other.len()),
+        };
+        let hidden = match self.activation {
+            Activation::Silu => swiglu(&gate, &up).unwrap_or_else(|| silu(gate) * up),
+            Activation::GeluTanh => gelu_tanh(gate) * up,
+        };
         self.down_proj.forward(hidden)
     }
 }
 
-/// One pre-norm decoder block.
+/// GELU with the tanh approximation (PyTorch's `gelu(approximate="tanh")`):
+/// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
+fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    let inner = (x.clone() + x.clone().powi_scalar(3) * 0.044715) * (2.0 / std::f64::consts::PI).sqrt();
+    x * (inner.tanh() + 1.0) * 0.5
+}
+
+/// One pre-norm decoder block. Gemma adds a norm on the output of attention and of the MLP
+/// before each residual add.
 #[derive(Module, Debug)]
 pub struct DecoderLayer {
     /// Norm before attention.
-    pub input_layernorm: RmsNorm,
+    pub attn_norm: RmsNorm,
     /// Self-attention.
     pub self_attn: Attention,
+    /// Gemma's norm of the attention output.
+    pub attn_out_norm: Option<RmsNorm>,
     /// Norm before the MLP.
-    pub post_attention_layernorm: RmsNorm,
+    pub mlp_norm: RmsNorm,
     /// Feed-forward block.
     pub mlp: Mlp,
+    /// Gemma's norm of the MLP output.
+    pub mlp_out_norm: Option<RmsNorm>,
 }
 
 impl DecoderLayer {
+    /// The linear layer in `slot` (Phi-3's fused layers sit where the first split one would).
+    pub fn linear(&self, slot: Slot) -> Option<&Linear> {
+        let (a, m) = (&self.self_attn, &self.mlp);
+        match slot {
+            Slot::Q | Slot::Qkv => a.qkv.first(),
+            Slot::K => a.qkv.get(1),
+            Slot::V => a.qkv.get(2),
+            Slot::O => Some(&a.o_proj),
+            Slot::Gate | Slot::GateUp => m.gate_up.first(),
+            Slot::Up => m.gate_up.get(1),
+            Slot::Down => Some(&m.down_proj),
+            _ => None,
+        }
+    }
+
+    /// Mutable access to the linear layer in `slot`.
+    pub fn linear_mut(&mut self, slot: Slot) -> Option<&mut Linear> {
+        let (a, m) = (&mut self.self_attn, &mut self.mlp);
+        match slot {
+            Slot::Q | Slot::Qkv => a.qkv.first_mut(),
+            Slot::K => a.qkv.get_mut(1),
+            Slot::V => a.qkv.get_mut(2),
+            Slot::O => Some(&mut a.o_proj),
+            Slot::Gate | Slot::GateUp => m.gate_up.first_mut(),
+            Slot::Up => m.gate_up.get_mut(1),
+            Slot::Down => Some(&mut m.down_proj),
+            _ => None,
+        }
+    }
+
+    /// Every linear layer in forward order (the order of the linear rows of the family's
+    /// table: q, k, v or the fused qkv; o; gate, up or the fused gate_up; down).
+    pub fn linears_mut(&mut self) -> Vec<&mut Linear> {
+        let (a, m) = (&mut self.self_attn, &mut self.mlp);
+        a.qkv
+            .iter_mut()
+            .chain(std::iter::once(&mut a.o_proj))
+            .chain(m.gate_up.iter_mut())
+            .chain(std::iter::once(&mut m.down_proj))
+            .collect()
+    }
+
+    /// The norm in `slot`.
+    pub fn norm(&self, slot: Slot) -> Option<&RmsNorm> {
+        match slot {
+            Slot::AttnNorm => Some(&self.attn_norm),
+            Slot::AttnOutNorm => self.attn_out_norm.as_ref(),
+            Slot::MlpNorm => Some(&self.mlp_norm),
+            Slot::MlpOutNorm => self.mlp_out_norm.as_ref(),
+            Slot::QNorm => self.self_attn.q_norm.as_ref(),
+            Slot::KNorm => self.self_attn.k_norm.as_ref(),
+            _ => None,
+        }
+    }
+
     /// `x: [batch · time, width]` → the block's output, same shape: `x + attention(norm(x))`,
-    /// then `+ mlp(norm(·))`.
+    /// then `+ mlp(norm(·))` (each branch normed again on Gemma).
     pub(crate) fn forward(
         &self,
         x: Tensor<2>,
         batch: usize,
         time: usize,
-        rotary: &Rotary,
+        rotaries: &Rotaries,
         cache: Option<&mut LayerCache>,
     ) -> Tensor<2> {
-        let attended = self.self_attn.forward(
-            self.input_layernorm.forward(x.clone()),
-            batch,
-            time,
-            rotary,
-            cache,
-        );
-        let x = x + attended;
-        x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
+        let out_norm = |norm: &Option<RmsNorm>, y: Tensor<2>| match norm {
+            Some(norm) => norm.forward(y),
+            None => y,
+        };
+        let attended =
+            self.self_attn
+                .forward(self.attn_norm.forward(x.clone()), batch, time, rotaries, cache);
+        let x = x + out_norm(&self.attn_out_norm, attended);
+        x.clone() + out_norm(&self.mlp_out_norm, self.mlp.forward(self.mlp_norm.forward(x)))
     }
 }
 
@@ -429,60 +580,107 @@ pub struct CausalLm {
 
 impl CausalLm {
     /// A randomly initialised model (normal, σ = 0.02, as transformers initialises Llama; norm
-    /// gains one). Seed the device (`device.seed(s)`) for a reproducible draw.
+    /// gains one, biases zero). Seed the device (`device.seed(s)`) for a reproducible draw.
     pub fn init(config: &ModelConfig, device: &Device) -> Self {
-        let normal = |shape: [usize; 2]| {
-            Param::from_tensor(Tensor::random(
-                shape,
-                Distribution::Normal(0.0, 0.02),
-                device,
-            ))
-        };
+        Self::assemble(config, &mut RandomParams(device))
+            .expect("random parameters cannot fail")
+    }
+
+    /// Builds the model slot by slot from `params`, in the order of the family's table: each
+    /// block's linear layers (`[in, out]`), their biases, its norms; then the embedding, final
+    /// norm and untied head.
+    pub(crate) fn assemble(
+        config: &ModelConfig,
+        params: &mut impl ParamSource,
+    ) -> crate::Result<Self> {
         let (c, f) = (config.hidden_size, config.intermediate_size);
         let (q, kv) = (
             config.num_attention_heads * config.head_dim,
             config.num_key_value_heads * config.head_dim,
         );
-        let linear = |input: usize, output: usize, bias: bool| {
-            let bias = bias.then(|| Param::from_tensor(Tensor::zeros([output], device)));
-            Linear::new(normal([input, output]), bias)
-        };
         let family = config.family;
-        let head_norm = || {
-            family
-                .qk_norm()
-                .then(|| RmsNorm::new(config.head_dim, config.rms_norm_eps, device))
-        };
-        let layers = (0..config.num_hidden_layers)
-            .map(|_| DecoderLayer {
-                input_layernorm: RmsNorm::new(c, config.rms_norm_eps, device),
-                self_attn: Attention {
-                    q_proj: linear(c, q, family.qkv_bias()),
-                    k_proj: linear(c, kv, family.qkv_bias()),
-                    v_proj: linear(c, kv, family.qkv_bias()),
-                    o_proj: linear(q, c, false),
-                    q_norm: head_norm(),
-                    k_norm: head_norm(),
-                    num_heads: config.num_attention_heads,
-                    num_kv_heads: config.num_key_value_heads,
-                    head_dim: config.head_dim,
-                },
-                post_attention_layernorm: RmsNorm::new(c, config.rms_norm_eps, device),
+        let rows = family.block_tensors();
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for layer in 0..config.num_hidden_layers {
+            let at = Some(layer);
+            let mut linear = |slot: Slot, input: usize, output: usize| -> crate::Result<Linear> {
+                let weight = params.matrix(slot, at, [input, output])?;
+                let bias = match (family.qkv_bias(), slot) {
+                    (true, Slot::Q | Slot::K | Slot::V) => Some(params.vector(slot, at, true, output)?),
+                    _ => None,
+                };
+                Ok(Linear::new(weight, bias))
+            };
+            let mut qkv = Vec::new();
+            let mut gate_up = Vec::new();
+            let (mut o_proj, mut down_proj) = (None, None);
+            for row in rows.iter().filter(|r| r.slot.is_linear()) {
+                match row.slot {
+                    Slot::Q => qkv.push(linear(Slot::Q, c, q)?),
+                    Slot::K => qkv.push(linear(Slot::K, c, kv)?),
+                    Slot::V => qkv.push(linear(Slot::V, c, kv)?),
+                    Slot::Qkv => qkv.push(linear(Slot::Qkv, c, q + 2 * kv)?),
+                    Slot::O => o_proj = Some(linear(Slot::O, q, c)?),
+                    Slot::Gate => gate_up.push(linear(Slot::Gate, c, f)?),
+                    Slot::Up => gate_up.push(linear(Slot::Up, c, f)?),
+                    Slot::GateUp => gate_up.push(linear(Slot::GateUp, c, 2 * f)?),
+                    Slot::Down => down_proj = Some(linear(Slot::Down, f, c)?),
+                    other => unreachable!("{other:?} is not linear"),
+                }
+            }
+            let mut norm = |slot: Slot, width: usize| -> crate::Result<Option<RmsNorm>> {
+                if family.block_tensor(slot).is_none() {
+                    return Ok(None);
+                }
+                Ok(Some(RmsNorm {
+                    weight: params.vector(slot, at, false, width)?,
+                    eps: config.rms_norm_eps,
+                }))
+            };
+            let d = config.head_dim;
+            let self_attn = Attention {
+                qkv,
+                o_proj: o_proj.expect("every family has o_proj"),
+                q_norm: norm(Slot::QNorm, d)?,
+                k_norm: norm(Slot::KNorm, d)?,
+                num_heads: config.num_attention_heads,
+                num_kv_heads: config.num_key_value_heads,
+                head_dim: d,
+                scale: config.attention_scale(),
+                softcap: config.attn_logit_softcapping.unwrap_or(0.0),
+                sliding: config.is_sliding(layer),
+            };
+            layers.push(DecoderLayer {
+                attn_norm: norm(Slot::AttnNorm, c)?.expect("every family has an input norm"),
+                self_attn,
+                attn_out_norm: norm(Slot::AttnOutNorm, c)?,
+                mlp_norm: norm(Slot::MlpNorm, c)?.expect("every family has an MLP norm"),
                 mlp: Mlp {
-                    gate_proj: linear(c, f, false),
-                    up_proj: linear(c, f, false),
-                    down_proj: linear(f, c, false),
+                    gate_up,
+                    down_proj: down_proj.expect("every family has down_proj"),
+                    activation: config.hidden_activation,
                 },
-            })
-            .collect();
-        Self {
-            embed_tokens: normal([config.vocab_size, c]),
+                mlp_out_norm: norm(Slot::MlpOutNorm, c)?,
+            });
+        }
+        let embed_tokens = params.matrix(Slot::Embedding, None, [config.vocab_size, c])?;
+        let norm = RmsNorm {
+            weight: params.vector(Slot::FinalNorm, None, false, c)?,
+            eps: config.rms_norm_eps,
+        };
+        let lm_head = if config.tie_word_embeddings {
+            None
+        } else {
+            Some(params.matrix(Slot::Head, None, [c, config.vocab_size])?)
+        };
+        Ok(Self {
+            embed_tokens,
             layers,
-            norm: RmsNorm::new(c, config.rms_norm_eps, device),
-            lm_head: (!config.tie_word_embeddings).then(|| normal([c, config.vocab_size])),
+            norm,
+            lm_head,
             config: config.clone(),
             gradient_checkpointing: false,
-        }
+        })
     }
 
     /// Next-token logits at every position of `tokens: [batch, time]` under a causal mask:
@@ -522,8 +720,15 @@ impl CausalLm {
             .reshape([batch, time, width])
             .narrow(1, 0, time - 1)
             .reshape([rows, width]);
-        let targets = tokens.narrow(1, 1, time - 1).reshape([rows]);
-        head_token_logps(hidden, self.head_weight(), targets).reshape([batch, time - 1])
+        let targets = tokens.narrow(1, 1, time - 1);
+        if self.config.final_logit_softcapping.is_some() {
+            // The capped logits are not a plain matmul: the composed path.
+            let vocab = self.config.vocab_size;
+            let logits = self.head(hidden).reshape([batch, time - 1, vocab]);
+            return token_logps(logits, targets);
+        }
+        head_token_logps(hidden, self.head_weight(), targets.reshape([rows]))
+            .reshape([batch, time - 1])
     }
 
     /// Feeds `tokens: [batch, time]` after the positions already in `cache`, appends their keys
@@ -558,22 +763,43 @@ impl CausalLm {
         self.norm.forward(x)
     }
 
-    /// Rotary tables and mask for positions `start .. start + time` on `device`.
-    pub(crate) fn rotary(&self, start: usize, time: usize, device: &Device) -> Rotary {
-        Rotary::new(
-            self.config.rope_theta,
-            self.config.head_dim,
-            self.config.sliding_window,
-            start,
-            time,
-            device,
-        )
+    /// Rotary tables and masks for positions `start .. start + time` on `device`: one set for
+    /// the global layers and, when some layers slide, one for those.
+    pub(crate) fn rotary(&self, start: usize, time: usize, device: &Device) -> Rotaries {
+        let config = &self.config;
+        let dim = config.rotary_dim();
+        let seq_len = start + time;
+        let tables = |sliding: bool| {
+            let frequencies =
+                config
+                    .rope(sliding)
+                    .frequencies(dim, seq_len, config.max_position_embeddings);
+            let window = if sliding { config.sliding_window } else { None };
+            Rotary::new(&frequencies, window, start, time, device)
+        };
+        let any_sliding = (0..config.num_hidden_layers).any(|i| config.is_sliding(i));
+        let all_sliding = (0..config.num_hidden_layers).all(|i| config.is_sliding(i));
+        if all_sliding {
+            return Rotaries {
+                full: tables(true),
+                sliding: None,
+            };
+        }
+        Rotaries {
+            full: tables(false),
+            sliding: any_sliding.then(|| tables(true)),
+        }
     }
 
     /// The embeddings of `tokens: [batch, time]`, `[batch · time, width]`.
     pub(crate) fn embed(&self, tokens: Tensor<2, Int>) -> Tensor<2> {
         let [batch, time] = tokens.dims();
-        embedding(self.embed_tokens.val(), tokens).reshape([batch * time, self.config.hidden_size])
+        let x = embedding(self.embed_tokens.val(), tokens)
+            .reshape([batch * time, self.config.hidden_size]);
+        match self.config.embedding_scale() {
+            1.0 => x,
+            scale => x * scale,
+        }
     }
 
     /// The output head in the embedding layout, `[vocab, width]` (a transposed view when untied).
@@ -586,9 +812,14 @@ impl CausalLm {
 
     /// Output head on `[rows, width]` hidden states → `[rows, vocab]` logits.
     fn head(&self, hidden: Tensor<2>) -> Tensor<2> {
-        match &self.lm_head {
+        let logits = match &self.lm_head {
             Some(head) => hidden.matmul(head.val()),
             None => hidden.matmul(self.embed_tokens.val().transpose()),
+        };
+        match self.config.final_logit_softcapping {
+            // Gemma 2: cap·tanh(logits/cap).
+            Some(cap) => (logits / cap).tanh() * cap,
+            None => logits,
         }
     }
 }
@@ -635,4 +866,47 @@ pub fn next_token_logps(logits: Tensor<3>, tokens: Tensor<2, Int>) -> Tensor<2> 
     let targets = tokens.narrow(1, 1, time - 1);
     debug_assert_eq!(predicted.dims(), [batch, time - 1, vocab]);
     token_logps(predicted, targets)
+}
+
+/// Where [`CausalLm::assemble`] gets each parameter: `slot` of block `layer` (`None` outside
+/// the blocks), in the model's layout (linear weights `[in, out]`).
+pub(crate) trait ParamSource {
+    /// A matrix: a linear weight `[in, out]`, the embedding `[vocab, width]` or the head
+    /// `[width, vocab]`.
+    fn matrix(
+        &mut self,
+        slot: Slot,
+        layer: Option<usize>,
+        shape: [usize; 2],
+    ) -> crate::Result<Param<Tensor<2>>>;
+    /// A vector: a norm gain, or (with `bias`) the bias of linear `slot`.
+    fn vector(
+        &mut self,
+        slot: Slot,
+        layer: Option<usize>,
+        bias: bool,
+        len: usize,
+    ) -> crate::Result<Param<Tensor<1>>>;
+}
+
+/// Fresh parameters: normal(0, 0.02) matrices, unit norm gains (Gemma's stored `1 + w` with
+/// `w = 0`), zero biases.
+struct RandomParams<'a>(&'a Device);
+
+impl ParamSource for RandomParams<'_> {
+    fn matrix(&mut self, _: Slot, _: Option<usize>, shape: [usize; 2]) -> crate::Result<Param<Tensor<2>>> {
+        Ok(Param::from_tensor(Tensor::random(
+            shape,
+            Distribution::Normal(0.0, 0.02),
+            self.0,
+        )))
+    }
+
+    fn vector(&mut self, _: Slot, _: Option<usize>, bias: bool, len: usize) -> crate::Result<Param<Tensor<1>>> {
+        Ok(Param::from_tensor(if bias {
+            Tensor::zeros([len], self.0)
+        } else {
+            Tensor::ones([len], self.0)
+        }))
+    }
 }

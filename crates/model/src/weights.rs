@@ -8,9 +8,10 @@ use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::{Dtype, SafeTensors};
 
-use crate::config::ModelConfig;
+use crate::config::{Family, ModelConfig};
 use crate::error::{ModelError, Result, io_error};
-use crate::model::{Attention, CausalLm, DecoderLayer, Linear, Mlp, RmsNorm};
+use crate::family::Slot;
+use crate::model::{CausalLm, ParamSource};
 
 /// A dense f32 tensor on the host, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +52,9 @@ pub struct WeightMap {
     pub source: PathBuf,
     /// The tensors.
     pub tensors: HashMap<String, HostTensor>,
+    /// Whether Gemma's norm gains already include the `+ 1` (llama.cpp's convention) rather
+    /// than being transformers' `w`.
+    pub norms_include_one: bool,
 }
 
 impl WeightMap {
@@ -78,7 +82,7 @@ impl WeightMap {
     pub fn read_safetensors(path: &Path) -> Result<Self> {
         let mut map = WeightMap {
             source: path.to_path_buf(),
-            tensors: HashMap::new(),
+            ..Default::default()
         };
         map.add_safetensors(path)?;
         Ok(map)
@@ -142,7 +146,7 @@ impl WeightMap {
         }
         let mut map = WeightMap {
             source: folder.to_path_buf(),
-            tensors: HashMap::new(),
+            ..Default::default()
         };
         for file in &files {
             map.add_safetensors(file)?;
@@ -174,9 +178,76 @@ pub(crate) fn host<const D: usize>(param: &Param<Tensor<D>>) -> HostTensor {
     HostTensor { shape, data }
 }
 
+/// The Hugging Face name of `slot` in block `layer` (`None`: outside the blocks) of `family`,
+/// without the `.weight` / `.bias` suffix.
+pub fn hf_name(family: Family, slot: Slot, layer: Option<usize>) -> String {
+    match layer {
+        Some(i) => {
+            let row = family
+                .block_tensor(slot)
+                .unwrap_or_else(|| panic!("{family} has no {slot:?}"));
+            format!("model.layers.{i}.{}", row.hf)
+        }
+        None => {
+            let row = family
+                .model_tensors()
+                .iter()
+                .find(|r| r.slot == slot)
+                .unwrap_or_else(|| panic!("no model-level {slot:?}"));
+            row.hf.to_string()
+        }
+    }
+}
+
+/// Parameters taken from a [`WeightMap`] by their Hugging Face names (linear weights
+/// transposed to `[in, out]`; Gemma's norm gains `w` stored as `1 + w`, unless the map holds
+/// them so already).
+struct MapParams<'a> {
+    weights: &'a mut WeightMap,
+    family: Family,
+    device: &'a Device,
+}
+
+impl ParamSource for MapParams<'_> {
+    fn matrix(
+        &mut self,
+        slot: Slot,
+        layer: Option<usize>,
+        shape: [usize; 2],
+    ) -> Result<Param<Tensor<2>>> {
+        let name = format!("{}.weight", hf_name(self.family, slot, layer));
+        let tensor = if slot == Slot::Embedding {
+            self.weights.take(&name, &shape)?
+        } else {
+            // [in, out] in the model, [out, in] on disk.
+            self.weights.take(&name, &[shape[1], shape[0]])?.transposed()
+        };
+        Ok(param(tensor, self.device))
+    }
+
+    fn vector(
+        &mut self,
+        slot: Slot,
+        layer: Option<usize>,
+        bias: bool,
+        len: usize,
+    ) -> Result<Param<Tensor<1>>> {
+        let suffix = if bias { "bias" } else { "weight" };
+        let name = format!("{}.{suffix}", hf_name(self.family, slot, layer));
+        let mut tensor = self.weights.take(&name, &[len])?;
+        if self.family.is_gemma() && slot.is_norm() && !self.weights.norms_include_one {
+            // transformers computes x·(1 + w) in f32; the model keeps the sum.
+            tensor.data.iter_mut().for_each(|w| *w += 1.0);
+        }
+        Ok(param(tensor, self.device))
+    }
+}
+
 impl CausalLm {
     /// Builds the model from Hugging Face-named weights, checking every shape against `config`.
-    /// An `lm_head.weight` is required when the head is untied and ignored when it is tied.
+    /// An `lm_head.weight` is required when the head is untied and refused when it is tied
+    /// (unless it equals the embedding, as some exports write it); any other tensor the model
+    /// does not use is refused by name.
     pub fn from_weights(
         config: &ModelConfig,
         mut weights: WeightMap,
@@ -184,143 +255,85 @@ impl CausalLm {
     ) -> Result<Self> {
         config.validate(&weights.source)?;
         crate::guard::check_layers_fit(config, weights.tensors.len(), &weights.source)?;
-        let (c, f, v) = (
-            config.hidden_size,
-            config.intermediate_size,
-            config.vocab_size,
-        );
-        let q = config.num_attention_heads * config.head_dim;
-        let kv = config.num_key_value_heads * config.head_dim;
-        let family = config.family;
-        // `name` without `.weight`; the bias, when the family has one there, is `name.bias`.
-        let mut linear = |name: String, out: usize, input: usize, bias: bool| -> Result<Linear> {
-            let weight = param(
-                weights
-                    .take(&format!("{name}.weight"), &[out, input])?
-                    .transposed(),
+        let model = Self::assemble(
+            config,
+            &mut MapParams {
+                weights: &mut weights,
+                family: config.family,
                 device,
-            );
-            let bias = if bias {
-                Some(param(
-                    weights.take(&format!("{name}.bias"), &[out])?,
-                    device,
-                ))
-            } else {
-                None
-            };
-            Ok(Linear::new(weight, bias))
-        };
-        let mut layers = Vec::with_capacity(config.num_hidden_layers);
-        for i in 0..config.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            let qkv_bias = family.qkv_bias();
-            let self_attn = Attention {
-                q_proj: linear(format!("{p}.self_attn.q_proj"), q, c, qkv_bias)?,
-                k_proj: linear(format!("{p}.self_attn.k_proj"), kv, c, qkv_bias)?,
-                v_proj: linear(format!("{p}.self_attn.v_proj"), kv, c, qkv_bias)?,
-                o_proj: linear(format!("{p}.self_attn.o_proj"), c, q, false)?,
-                q_norm: None,
-                k_norm: None,
-                num_heads: config.num_attention_heads,
-                num_kv_heads: config.num_key_value_heads,
-                head_dim: config.head_dim,
-            };
-            let mlp = Mlp {
-                gate_proj: linear(format!("{p}.mlp.gate_proj"), f, c, false)?,
-                up_proj: linear(format!("{p}.mlp.up_proj"), f, c, false)?,
-                down_proj: linear(format!("{p}.mlp.down_proj"), c, f, false)?,
-            };
-            layers.push((p, self_attn, mlp));
+            },
+        )?;
+        if config.tie_word_embeddings
+            && let Some(head) = weights.tensors.remove("lm_head.weight")
+        {
+            // Exports of tied models sometimes write the head too: take it only when it is
+            // the embedding.
+            if head != host(&model.embed_tokens) {
+                return Err(ModelError::Config {
+                    path: weights.source.clone(),
+                    field: "tie_word_embeddings".into(),
+                    problem: "true, but lm_head.weight differs from the embedding".into(),
+                });
+            }
         }
-        let lm_head = if config.tie_word_embeddings {
-            None
-        } else {
-            Some(linear("lm_head".into(), v, c, false)?.weight)
-        };
-        let mut norm = |name: String, width: usize| -> Result<RmsNorm> {
-            Ok(RmsNorm {
-                weight: param(weights.take(&name, &[width])?, device),
-                eps: config.rms_norm_eps,
-            })
-        };
-        let layers = layers
-            .into_iter()
-            .map(|(p, mut self_attn, mlp)| {
-                if family.qk_norm() {
-                    let d = config.head_dim;
-                    self_attn.q_norm = Some(norm(format!("{p}.self_attn.q_norm.weight"), d)?);
-                    self_attn.k_norm = Some(norm(format!("{p}.self_attn.k_norm.weight"), d)?);
-                }
-                Ok(DecoderLayer {
-                    input_layernorm: norm(format!("{p}.input_layernorm.weight"), c)?,
-                    self_attn,
-                    post_attention_layernorm: norm(
-                        format!("{p}.post_attention_layernorm.weight"),
-                        c,
-                    )?,
-                    mlp,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let final_norm = norm("model.norm.weight".into(), c)?;
-        let embed_tokens = param(weights.take("model.embed_tokens.weight", &[v, c])?, device);
-        Ok(Self {
-            embed_tokens,
-            layers,
-            norm: final_norm,
-            lm_head,
-            config: config.clone(),
-            gradient_checkpointing: false,
-        })
+        // Buffers transformers never reads back (rotary tables of old exports).
+        weights
+            .tensors
+            .retain(|name, _| !name.ends_with("rotary_emb.inv_freq"));
+        let mut left: Vec<&String> = weights.tensors.keys().collect();
+        left.sort();
+        if let Some(stray) = left.first() {
+            return Err(ModelError::Format {
+                path: weights.source.clone(),
+                problem: format!(
+                    "tensor {stray} is not used by a {} model with this configuration ({} unused tensors)",
+                    config.family,
+                    left.len()
+                ),
+            });
+        }
+        Ok(model)
     }
 
-    /// The weights under their Hugging Face names and layout (`[out, in]` linear weights),
-    /// sorted by name.
+    /// The weights under their Hugging Face names and layout (`[out, in]` linear weights,
+    /// Gemma's norm gains as `w`, not `1 + w`), sorted by name.
     pub fn to_weights(&self) -> Vec<(String, HostTensor)> {
+        let family = self.config.family;
+        let norm_gain = |norm: &crate::model::RmsNorm| {
+            let mut tensor = host(&norm.weight);
+            if family.is_gemma() {
+                tensor.data.iter_mut().for_each(|w| *w -= 1.0);
+            }
+            tensor
+        };
         let mut out = vec![
             (
-                "model.embed_tokens.weight".to_string(),
+                format!("{}.weight", hf_name(family, Slot::Embedding, None)),
                 host(&self.embed_tokens),
             ),
-            ("model.norm.weight".to_string(), host(&self.norm.weight)),
+            (
+                format!("{}.weight", hf_name(family, Slot::FinalNorm, None)),
+                norm_gain(&self.norm),
+            ),
         ];
         if let Some(head) = &self.lm_head {
-            out.push(("lm_head.weight".into(), host(head).transposed()));
+            out.push((
+                format!("{}.weight", hf_name(family, Slot::Head, None)),
+                host(head).transposed(),
+            ));
         }
         for (i, layer) in self.layers.iter().enumerate() {
-            let p = format!("model.layers.{i}");
-            let a = &layer.self_attn;
-            let m = &layer.mlp;
-            for (name, linear) in [
-                ("self_attn.q_proj", &a.q_proj),
-                ("self_attn.k_proj", &a.k_proj),
-                ("self_attn.v_proj", &a.v_proj),
-                ("self_attn.o_proj", &a.o_proj),
-                ("mlp.gate_proj", &m.gate_proj),
-                ("mlp.up_proj", &m.up_proj),
-                ("mlp.down_proj", &m.down_proj),
-            ] {
-                out.push((
-                    format!("{p}.{name}.weight"),
-                    host(&linear.weight).transposed(),
-                ));
-                if let Some(bias) = &linear.bias {
-                    out.push((format!("{p}.{name}.bias"), host(bias)));
+            for row in family.block_tensors() {
+                let name = hf_name(family, row.slot, Some(i));
+                if let Some(linear) = layer.linear(row.slot) {
+                    out.push((format!("{name}.weight"), host(&linear.weight).transposed()));
+                    if let Some(bias) = &linear.bias {
+                        out.push((format!("{name}.bias"), host(bias)));
+                    }
+                } else if let Some(norm) = layer.norm(row.slot) {
+                    out.push((format!("{name}.weight"), norm_gain(norm)));
                 }
             }
-            for (name, norm) in [("q_norm", &a.q_norm), ("k_norm", &a.k_norm)] {
-                if let Some(norm) = norm {
-                    out.push((format!("{p}.self_attn.{name}.weight"), host(&norm.weight)));
-                }
-            }
-            out.push((
-                format!("{p}.input_layernorm.weight"),
-                host(&layer.input_layernorm.weight),
-            ));
-            out.push((
-                format!("{p}.post_attention_layernorm.weight"),
-                host(&layer.post_attention_layernorm.weight),
-            ));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out

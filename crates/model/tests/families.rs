@@ -208,16 +208,29 @@ fn mistral_sliding_window_sees_only_the_latest_keys() {
 
 #[test]
 fn other_architectures_are_refused_by_name() {
-    let config = serde_json::json!({
-        "model_type": "gemma2", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 8,
-        "num_hidden_layers": 1, "num_attention_heads": 2
-    });
-    let err = ModelConfig::from_hf_json(&config, Path::new("config.json"))
-        .unwrap_err()
-        .to_string();
+    let refused = |model_type: &str| {
+        let config = serde_json::json!({
+            "model_type": model_type, "vocab_size": 10, "hidden_size": 8, "intermediate_size": 8,
+            "num_hidden_layers": 1, "num_attention_heads": 2
+        });
+        ModelConfig::from_hf_json(&config, Path::new("config.json"))
+            .unwrap_err()
+            .to_string()
+    };
+    let err = refused("falcon");
     assert!(
-        err.starts_with("config.json: model_type: gemma2 is not supported"),
+        err.starts_with("config.json: model_type: falcon is not supported"),
         "{err}"
     );
-    assert!(err.contains("qwen3"), "{err}");
+    assert!(err.contains("gemma3_text") && err.contains("phi3"), "{err}");
+    for (model_type, why) in [
+        ("mixtral", "mixture-of-experts"),
+        ("qwen3_moe", "mixture-of-experts"),
+        ("deepseek_v3", "latent attention"),
+        ("gemma3n", "Gemma 3n"),
+        ("gemma3", "multimodal"),
+    ] {
+        let err = refused(model_type);
+        assert!(err.contains(why), "{model_type}: {err}");
+    }
 }

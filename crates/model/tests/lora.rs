@@ -214,7 +214,7 @@ fn new_adapters_leave_the_outputs_unchanged_and_only_they_get_gradients() {
     assert_eq!(model.lora_config().unwrap(), config);
 
     assert!(
-        model.layers[0].self_attn.k_proj.lora.is_none(),
+        model.layers[0].self_attn.qkv[1].lora.is_none(),
         "k_proj is not targeted"
     );
     // With and without gradient checkpointing (whose recomputed blocks collect the gradients).
@@ -228,7 +228,7 @@ fn new_adapters_leave_the_outputs_unchanged_and_only_they_get_gradients() {
             })
             .unwrap();
         let layer = &model.layers[0];
-        let q = &layer.self_attn.q_proj;
+        let q = &layer.self_attn.qkv[0];
         let adapter = q.lora.as_ref().unwrap();
         assert!(grads.get::<2>(adapter.b.id).is_some(), "B gets a gradient");
         assert!(grads.get::<2>(adapter.a.id).is_some(), "A gets a gradient");
@@ -237,6 +237,6 @@ fn new_adapters_leave_the_outputs_unchanged_and_only_they_get_gradients() {
             "no gradient for a frozen W"
         );
         assert!(grads.get::<2>(model.embed_tokens.id).is_none());
-        assert!(grads.get::<1>(layer.input_layernorm.weight.id).is_none());
+        assert!(grads.get::<1>(layer.attn_norm.weight.id).is_none());
     }
 }

@@ -26,6 +26,7 @@ fn tiny(tied: bool) -> ModelConfig {
         bos_token_id: None,
         eos_token_ids: vec![],
         sliding_window: None,
+        ..ModelConfig::llama_defaults()
     }
 }
 

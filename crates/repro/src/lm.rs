@@ -120,6 +120,7 @@ impl LmConfig {
             bos_token_id: None,
             eos_token_ids: Vec::new(),
             sliding_window: None,
+            ..ModelConfig::llama_defaults()
         }
     }
 

@@ -203,6 +203,7 @@ pub(super) fn tiny_llama_gguf(
         bos_token_id: Some(1),
         eos_token_ids: vec![0],
         sliding_window: None,
+        ..ModelConfig::llama_defaults()
     };
     let mut seed = 12345u64;
     let mut random = |n: usize| -> Vec<f32> {

@@ -172,5 +172,6 @@ pub fn model_config() -> ModelConfig {
         bos_token_id: None,
         eos_token_ids: vec![EOS_ID],
         sliding_window: None,
+        ..ModelConfig::llama_defaults()
     }
 }
