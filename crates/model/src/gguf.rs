@@ -880,3 +880,6 @@ mod tests;
 
 #[cfg(test)]
 mod hostile;
+
+#[cfg(test)]
+mod loader_tests;
