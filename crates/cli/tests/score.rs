@@ -63,6 +63,16 @@ fn check(model: &Path, folder: &Path) {
     assert!(logps.iter().all(|&l| l <= 0.0));
     let sum = scored["sum_logp"].as_f64().unwrap();
     assert!((sum - logps.iter().sum::<f64>()).abs() < 1e-9);
+    if let Some(reference) = want["token_logps"].as_array() {
+        for (i, (got, want)) in logps.iter().zip(reference).enumerate() {
+            let want = want.as_f64().unwrap();
+            assert!(
+                (got - want).abs() <= 1e-3 * want.abs().max(1.0),
+                "{}: token {i}: {got} vs transformers {want}",
+                model.display()
+            );
+        }
+    }
     if let Some(reference) = want["sum_logp_next_tokens"].as_f64() {
         assert!(
             (sum - reference).abs() <= 1e-3,
@@ -81,6 +91,9 @@ fn scores_every_fixture_like_transformers() {
         "hf-tiny-qwen2",
         "hf-tiny-qwen3",
         "hf-tiny-mistral",
+        "hf-tiny-llama31",
+        "hf-tiny-gemma3",
+        "hf-tiny-phi3",
     ] {
         let folder = golden(name);
         check(&folder, &folder);
@@ -91,6 +104,14 @@ fn scores_every_fixture_like_transformers() {
     }
     let peft_base = golden("peft-tiny-lora/base");
     check(&peft_base, &peft_base);
+    // Fixtures made by scripts/golden/device_references.py (Gemma 2 soft-capping, Phi-3.5
+    // LongRoPE with partial rotary).
+    for name in ["hf-tiny-gemma2", "hf-tiny-phi3-longrope"] {
+        let folder = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../model/tests/data")
+            .join(name);
+        check(&folder, &folder);
+    }
 }
 
 #[test]
