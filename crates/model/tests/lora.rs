@@ -240,3 +240,75 @@ fn new_adapters_leave_the_outputs_unchanged_and_only_they_get_gradients() {
         assert!(grads.get::<1>(layer.attn_norm.weight.id).is_none());
     }
 }
+
+/// The golden adapter with its config edited by `edit`, loaded onto the base (Ok or the error).
+fn load_with_config(name: &str, edit: impl FnOnce(&mut Value)) -> Result<CausalLm, String> {
+    let dir = temp_dir(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let peft = fixture().join("adapter");
+    std::fs::copy(
+        peft.join(ADAPTER_WEIGHTS_FILE),
+        dir.join(ADAPTER_WEIGHTS_FILE),
+    )
+    .unwrap();
+    let mut config = json(&peft.join(ADAPTER_CONFIG_FILE));
+    edit(&mut config);
+    std::fs::write(
+        dir.join(ADAPTER_CONFIG_FILE),
+        serde_json::to_string(&config).unwrap(),
+    )
+    .unwrap();
+    let loaded = load_adapter(base(), &dir).map_err(|e| e.to_string());
+    std::fs::remove_dir_all(&dir).unwrap();
+    loaded
+}
+
+#[test]
+fn targets_written_as_full_module_paths_or_a_regex_load_as_peft_matches_them() {
+    let want = expected(&fixture().join("expected_logits_with_adapter.json"));
+    // peft 0.21 writes `all-linear` resolved to full module paths.
+    let paths: Vec<String> = (0..2)
+        .flat_map(|i| {
+            [
+                format!("model.layers.{i}.self_attn.q_proj"),
+                format!("model.layers.{i}.self_attn.v_proj"),
+                format!("model.layers.{i}.mlp.down_proj"),
+            ]
+        })
+        .collect();
+    let by_path = load_with_config("paths", |c| c["target_modules"] = serde_json::json!(paths))
+        .unwrap();
+    assert!(max_abs_diff(&logits(&by_path, &want.input_ids), &want.logits) < 1e-4);
+    let by_regex = load_with_config("regex", |c| {
+        c["target_modules"] = Value::from(r"model\.layers\.\d+\.(self_attn\.(q|v)_proj|mlp\.down_proj)")
+    })
+    .unwrap();
+    assert!(max_abs_diff(&logits(&by_regex, &want.input_ids), &want.logits) < 1e-4);
+    // exclude_modules is honoured: excluding a module whose tensors the file holds leaves them
+    // unused, which is refused by name.
+    let error = load_with_config("exclude", |c| {
+        c["exclude_modules"] = serde_json::json!(["model.layers.1.mlp.down_proj"])
+    })
+    .err()
+    .unwrap();
+    assert!(error.contains("layers.1.mlp.down_proj.lora_A"), "{error}");
+}
+
+#[test]
+fn a_phi3_adapter_is_one_lora_on_each_fused_projection_under_peft_names() {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden/hf-tiny-phi3");
+    let device = Device::default();
+    let loaded = load_pretrained(&folder, &device).unwrap();
+    let model = loaded.model.with_lora(&LoraConfig::new(2), 5);
+    let names: Vec<&str> = model.linears().iter().map(|l| l.module).collect();
+    assert_eq!(&names[..4], ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]);
+    let out = temp_dir("phi3");
+    save_adapter(&model, &out, "hf-tiny-phi3").unwrap();
+    let weights = softalign_model::WeightMap::read_safetensors(&out.join(ADAPTER_WEIGHTS_FILE)).unwrap();
+    let key = "base_model.model.model.layers.0.self_attn.qkv_proj.lora_B.weight";
+    // B of the fused projection spans q, k and v: [4·16 + 2·4·16, r].
+    assert_eq!(weights.tensors[key].shape, vec![192, 2]);
+    let reloaded = load_adapter(loaded.model.clone(), &out).unwrap();
+    assert_eq!(reloaded.lora_config().unwrap().targets.len(), 9, "all-linear");
+    std::fs::remove_dir_all(&out).unwrap();
+}
