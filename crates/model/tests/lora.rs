@@ -299,7 +299,7 @@ fn a_phi3_adapter_is_one_lora_on_each_fused_projection_under_peft_names() {
     let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden/hf-tiny-phi3");
     let device = Device::default();
     let loaded = load_pretrained(&folder, &device).unwrap();
-    let model = loaded.model.with_lora(&LoraConfig::new(2), 5);
+    let model = loaded.model.clone().with_lora(&LoraConfig::new(2), 5);
     let names: Vec<&str> = model.linears().iter().map(|l| l.module).collect();
     assert_eq!(&names[..4], ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]);
     let out = temp_dir("phi3");
