@@ -1,7 +1,8 @@
-//! GGUF v2/v3 reader: metadata, tensor directory, and dequantisation of F32, F16, BF16, Q8_0,
-//! Q4_0 and Q4_1 tensors to f32; the configuration (architectures `llama`, `qwen2`, `qwen3`),
-//! weights (in Hugging Face names and layout, llama.cpp's Q/K row permutation of `llama` undone)
-//! and tokenizer a GGUF file describes.
+//! GGUF v2/v3 reader: metadata, tensor directory, and dequantisation to f32 of F32, F16, BF16,
+//! Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, the K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), IQ4_NL and IQ4_XS
+//! tensors, bit-exact to ggml (block decoders in [`quants`]); the configuration (architectures
+//! `llama`, `qwen2`, `qwen3`), weights (in Hugging Face names and layout, llama.cpp's Q/K row
+//! permutation of `llama` undone) and tokenizer a GGUF file describes.
 //!
 //! Every error names the file and, where one is at fault, the tensor or metadata key.
 
@@ -15,7 +16,6 @@ use crate::weights::{HostTensor, WeightMap};
 
 const MAGIC: &[u8; 4] = b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;
-const QK: usize = 32;
 
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,7 +53,7 @@ impl GgufValue {
     }
 }
 
-/// The ggml tensor types this reader dequantises.
+/// The ggml tensor types this reader dequantises (block layouts in [`quants`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GgmlType {
     /// 32-bit float.
@@ -66,33 +66,108 @@ pub enum GgmlType {
     Q4_0,
     /// Blocks of 32: f16 scale `d`, f16 minimum `m`, 16 bytes of 4-bit values; `x = q·d + m`.
     Q4_1,
+    /// Blocks of 32: f16 scale `d`, 5-bit values; `x = (q − 16)·d`.
+    Q5_0,
+    /// Blocks of 32: f16 scale `d`, f16 minimum `m`, 5-bit values; `x = q·d + m`.
+    Q5_1,
     /// Blocks of 32: f16 scale `d`, 32 signed bytes; `x = q·d`.
     Q8_0,
+    /// Super-blocks of 256: 2-bit values, 4-bit scales and minimums per 16.
+    Q2K,
+    /// Super-blocks of 256: 3-bit values, 6-bit scales per 16.
+    Q3K,
+    /// Super-blocks of 256: 4-bit values, 6-bit scales and minimums per 32.
+    Q4K,
+    /// Super-blocks of 256: 5-bit values, 6-bit scales and minimums per 32.
+    Q5K,
+    /// Super-blocks of 256: 6-bit values, 8-bit scales per 16.
+    Q6K,
+    /// Blocks of 32: f16 scale `d`, 4-bit indices into a non-uniform grid.
+    Iq4Nl,
+    /// Super-blocks of 256: IQ4_NL's grid with 6-bit scales per 32.
+    Iq4Xs,
 }
 
 impl GgmlType {
-    /// The type with ggml id `id`, or the ggml name of an unsupported type.
+    /// Every supported type, in ggml id order.
+    pub const ALL: [GgmlType; 15] = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q2K,
+        GgmlType::Q3K,
+        GgmlType::Q4K,
+        GgmlType::Q5K,
+        GgmlType::Q6K,
+        GgmlType::Iq4Nl,
+        GgmlType::Iq4Xs,
+        GgmlType::Bf16,
+    ];
+
+    /// The type with ggml id `id`, or a message naming an unsupported or unknown type.
     fn from_id(id: u32) -> std::result::Result<Self, String> {
-        const NAMES: [&str; 31] = [
-            "f32", "f16", "q4_0", "q4_1", "q4_2", "q4_3", "q5_0", "q5_1", "q8_0", "q8_1", "q2_k",
-            "q3_k", "q4_k", "q5_k", "q6_k", "q8_k", "iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s",
-            "iq4_nl", "iq3_s", "iq2_s", "iq4_xs", "i8", "i16", "i32", "i64", "f64", "iq1_m",
+        // ggml's names by id (`ggml_type`); 4, 5, 31-33 and 36-38 were removed from ggml.
+        const NAMES: [&str; 42] = [
+            "f32",
+            "f16",
+            "q4_0",
+            "q4_1",
+            "q4_2",
+            "q4_3",
+            "q5_0",
+            "q5_1",
+            "q8_0",
+            "q8_1",
+            "q2_k",
+            "q3_k",
+            "q4_k",
+            "q5_k",
+            "q6_k",
+            "q8_k",
+            "iq2_xxs",
+            "iq2_xs",
+            "iq3_xxs",
+            "iq1_s",
+            "iq4_nl",
+            "iq3_s",
+            "iq2_s",
+            "iq4_xs",
+            "i8",
+            "i16",
+            "i32",
+            "i64",
+            "f64",
+            "iq1_m",
             "bf16",
+            "q4_0_4_4",
+            "q4_0_4_8",
+            "q4_0_8_8",
+            "tq1_0",
+            "tq2_0",
+            "iq4_nl_4_4",
+            "iq4_nl_4_8",
+            "iq4_nl_8_8",
+            "mxfp4",
+            "nvfp4",
+            "q1_0",
         ];
-        match id {
-            0 => Ok(GgmlType::F32),
-            1 => Ok(GgmlType::F16),
-            2 => Ok(GgmlType::Q4_0),
-            3 => Ok(GgmlType::Q4_1),
-            8 => Ok(GgmlType::Q8_0),
-            30 => Ok(GgmlType::Bf16),
-            other => Err(match NAMES.get(other as usize) {
-                Some(name) => {
-                    format!("type {name} is not supported (f32, f16, bf16, q8_0, q4_0, q4_1)")
-                }
-                None => format!("unknown tensor type {other}"),
-            }),
+        if let Some(kind) = Self::ALL.into_iter().find(|t| t.id() == id) {
+            return Ok(kind);
         }
+        Err(match NAMES.get(id as usize) {
+            Some(name) => {
+                let supported: Vec<&str> = Self::ALL.iter().map(|t| t.name()).collect();
+                format!(
+                    "type {name} (id {id}) is not supported (supported: {})",
+                    supported.join(", ")
+                )
+            }
+            None => format!("unknown tensor type {id}"),
+        })
     }
 
     /// The ggml id.
@@ -102,19 +177,59 @@ impl GgmlType {
             GgmlType::F16 => 1,
             GgmlType::Q4_0 => 2,
             GgmlType::Q4_1 => 3,
+            GgmlType::Q5_0 => 6,
+            GgmlType::Q5_1 => 7,
             GgmlType::Q8_0 => 8,
+            GgmlType::Q2K => 10,
+            GgmlType::Q3K => 11,
+            GgmlType::Q4K => 12,
+            GgmlType::Q5K => 13,
+            GgmlType::Q6K => 14,
+            GgmlType::Iq4Nl => 20,
+            GgmlType::Iq4Xs => 23,
             GgmlType::Bf16 => 30,
         }
     }
 
+    /// The ggml name (`q4_k`, `iq4_nl`, …), as llama.cpp's tools print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            GgmlType::F32 => "f32",
+            GgmlType::F16 => "f16",
+            GgmlType::Q4_0 => "q4_0",
+            GgmlType::Q4_1 => "q4_1",
+            GgmlType::Q5_0 => "q5_0",
+            GgmlType::Q5_1 => "q5_1",
+            GgmlType::Q8_0 => "q8_0",
+            GgmlType::Q2K => "q2_k",
+            GgmlType::Q3K => "q3_k",
+            GgmlType::Q4K => "q4_k",
+            GgmlType::Q5K => "q5_k",
+            GgmlType::Q6K => "q6_k",
+            GgmlType::Iq4Nl => "iq4_nl",
+            GgmlType::Iq4Xs => "iq4_xs",
+            GgmlType::Bf16 => "bf16",
+        }
+    }
+
     /// (values per block, bytes per block).
-    fn block(self) -> (usize, usize) {
+    pub fn block(self) -> (usize, usize) {
+        use quants::*;
         match self {
             GgmlType::F32 => (1, 4),
             GgmlType::F16 | GgmlType::Bf16 => (1, 2),
-            GgmlType::Q4_0 => (QK, 2 + QK / 2),
-            GgmlType::Q4_1 => (QK, 4 + QK / 2),
-            GgmlType::Q8_0 => (QK, 2 + QK),
+            GgmlType::Q4_0 => (QK, Q4_0_BYTES),
+            GgmlType::Q4_1 => (QK, Q4_1_BYTES),
+            GgmlType::Q5_0 => (QK, Q5_0_BYTES),
+            GgmlType::Q5_1 => (QK, Q5_1_BYTES),
+            GgmlType::Q8_0 => (QK, Q8_0_BYTES),
+            GgmlType::Q2K => (QK_K, Q2_K_BYTES),
+            GgmlType::Q3K => (QK_K, Q3_K_BYTES),
+            GgmlType::Q4K => (QK_K, Q4_K_BYTES),
+            GgmlType::Q5K => (QK_K, Q5_K_BYTES),
+            GgmlType::Q6K => (QK_K, Q6_K_BYTES),
+            GgmlType::Iq4Nl => (QK, IQ4_NL_BYTES),
+            GgmlType::Iq4Xs => (QK_K, IQ4_XS_BYTES),
         }
     }
 }
@@ -699,47 +814,27 @@ fn f16_at(raw: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([raw[at], raw[at + 1]]))
 }
 
-/// Dequantises `raw` bytes of type `kind` (a whole number of blocks) to f32.
+/// Values one task of [`dequantize`] decodes: enough that scheduling costs little beside the
+/// work, few enough that a large tensor spreads over every core.
+const VALUES_PER_TASK: usize = 1 << 16;
+
+/// Dequantises `raw` bytes of type `kind` (a whole number of blocks; a trailing partial block is
+/// ignored) to f32, in parallel over runs of whole blocks. A row is a whole number of blocks, so
+/// this is the row-by-row result whatever the thread count; the output is the only allocation.
 pub fn dequantize(kind: GgmlType, raw: &[u8]) -> Vec<f32> {
+    use rayon::prelude::*;
     let (per_block, block_bytes) = kind.block();
-    let mut out = Vec::with_capacity(raw.len() / block_bytes * per_block);
-    match kind {
-        GgmlType::F32 => out.extend(
-            raw.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        ),
-        GgmlType::F16 => out.extend(raw.chunks_exact(2).map(|b| f16_at(b, 0))),
-        GgmlType::Bf16 => out.extend(
-            raw.chunks_exact(2)
-                .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)),
-        ),
-        GgmlType::Q8_0 => {
-            for block in raw.chunks_exact(block_bytes) {
-                let d = f16_at(block, 0);
-                out.extend(block[2..].iter().map(|&q| q as i8 as f32 * d));
-            }
-        }
-        GgmlType::Q4_0 => {
-            for block in raw.chunks_exact(block_bytes) {
-                let d = f16_at(block, 0);
-                let qs = &block[2..];
-                out.extend(qs.iter().map(|&q| ((q & 0x0f) as i32 - 8) as f32 * d));
-                out.extend(qs.iter().map(|&q| ((q >> 4) as i32 - 8) as f32 * d));
-            }
-        }
-        GgmlType::Q4_1 => {
-            for block in raw.chunks_exact(block_bytes) {
-                let (d, m) = (f16_at(block, 0), f16_at(block, 2));
-                let qs = &block[4..];
-                out.extend(qs.iter().map(|&q| (q & 0x0f) as f32 * d + m));
-                out.extend(qs.iter().map(|&q| (q >> 4) as f32 * d + m));
-            }
-        }
-    }
+    let blocks = raw.len() / block_bytes;
+    let mut out = vec![0.0f32; blocks * per_block];
+    let blocks_per_task = (VALUES_PER_TASK / per_block).max(1);
+    out.par_chunks_mut(blocks_per_task * per_block)
+        .zip(raw[..blocks * block_bytes].par_chunks(blocks_per_task * block_bytes))
+        .for_each(|(values, bytes)| quants::dequantize_row(kind, bytes, values));
     out
 }
 
 mod layout;
+pub mod quants;
 
 #[cfg(test)]
 pub(crate) mod writer;

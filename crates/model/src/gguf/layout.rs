@@ -75,14 +75,17 @@ pub(super) fn tensor_extent(
     let inner = info.dims[0];
     if !inner.is_multiple_of(per_block) {
         return Err(format!(
-            "tensor {}: innermost dimension {inner} is not a multiple of the {:?} block size {per_block}",
-            info.name, info.kind
+            "tensor {}: innermost dimension {inner} is not a multiple of the {} block size {per_block}",
+            info.name,
+            info.kind.name()
         ));
     }
     let too_big = || {
         format!(
-            "tensor {}: dimensions {:?} of type {:?} do not fit in the file ({file_len} bytes)",
-            info.name, info.dims, info.kind
+            "tensor {}: dimensions {:?} of type {} do not fit in the file ({file_len} bytes)",
+            info.name,
+            info.dims,
+            info.kind.name()
         )
     };
     let size = info
