@@ -1,6 +1,9 @@
 //! ggml's block formats, one decoder per format, each bit-exact to ggml's `dequantize_row_*`
 //! (`ggml/src/ggml-quants.c`): the same integer unpacking and the same f32 operations in the
-//! same order, never fused (`d·q − m` is a rounded product, then a rounded difference).
+//! same order. (Every product of an f16 scale and the formats' small integers needs at most 25
+//! significant bits, so it is exact until its one final rounding: reordering the products or
+//! fusing `d·q − m` into a multiply-add would not change a bit. What must match ggml is the
+//! unpacking.)
 //!
 //! A block holds [`QK`] values (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL) or a super-block of
 //! [`QK_K`] values split into sub-blocks of 16 or 32 that share 4- to 8-bit scales (the
