@@ -144,6 +144,33 @@ mod tests {
     }
 
     #[test]
+    fn block_format_extents_are_whole_blocks_per_row() {
+        let typed = |kind, dims: Vec<usize>| GgufTensorInfo {
+            kind,
+            ..info(dims, 0)
+        };
+        // Three rows of two Q6_K super-blocks (210 bytes each), three of sixteen Q5_0 blocks (22).
+        assert_eq!(
+            tensor_extent(&typed(GgmlType::Q6K, vec![512, 3]), 64, 64 + 1260),
+            Ok(64..64 + 1260)
+        );
+        assert_eq!(
+            tensor_extent(&typed(GgmlType::Q5_0, vec![512, 3]), 64, 64 + 1056),
+            Ok(64..64 + 1056)
+        );
+        assert!(tensor_extent(&typed(GgmlType::Q6K, vec![512, 3]), 64, 64 + 1259).is_err());
+        assert!(tensor_extent(&typed(GgmlType::Q4K, vec![128, 3]), 64, 1 << 20).is_err());
+        assert!(
+            tensor_extent(
+                &typed(GgmlType::Iq4Xs, vec![256, usize::MAX / 2]),
+                64,
+                1 << 20
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn alignment_must_be_a_small_power_of_two() {
         assert_eq!(alignment(None), Ok(32));
         assert_eq!(alignment(Some(&GgufValue::Uint(64))), Ok(64));
