@@ -14,6 +14,8 @@ use crate::error::{ModelError, Result, io_error};
 use crate::tokenizer::GgufVocabulary;
 use crate::weights::{HostTensor, WeightMap};
 
+pub use quants::{GgmlType, dequantize};
+
 const MAGIC: &[u8; 4] = b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;
 
@@ -49,187 +51,6 @@ impl GgufValue {
             GgufValue::Uint(v) => Some(v as f64),
             GgufValue::Int(v) => Some(v as f64),
             _ => None,
-        }
-    }
-}
-
-/// The ggml tensor types this reader dequantises (block layouts in [`quants`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GgmlType {
-    /// 32-bit float.
-    F32,
-    /// IEEE half.
-    F16,
-    /// bfloat16.
-    Bf16,
-    /// Blocks of 32: f16 scale `d`, 16 bytes of 4-bit values; `x = (q − 8)·d`.
-    Q4_0,
-    /// Blocks of 32: f16 scale `d`, f16 minimum `m`, 16 bytes of 4-bit values; `x = q·d + m`.
-    Q4_1,
-    /// Blocks of 32: f16 scale `d`, 5-bit values; `x = (q − 16)·d`.
-    Q5_0,
-    /// Blocks of 32: f16 scale `d`, f16 minimum `m`, 5-bit values; `x = q·d + m`.
-    Q5_1,
-    /// Blocks of 32: f16 scale `d`, 32 signed bytes; `x = q·d`.
-    Q8_0,
-    /// Super-blocks of 256: 2-bit values, 4-bit scales and minimums per 16.
-    Q2K,
-    /// Super-blocks of 256: 3-bit values, 6-bit scales per 16.
-    Q3K,
-    /// Super-blocks of 256: 4-bit values, 6-bit scales and minimums per 32.
-    Q4K,
-    /// Super-blocks of 256: 5-bit values, 6-bit scales and minimums per 32.
-    Q5K,
-    /// Super-blocks of 256: 6-bit values, 8-bit scales per 16.
-    Q6K,
-    /// Blocks of 32: f16 scale `d`, 4-bit indices into a non-uniform grid.
-    Iq4Nl,
-    /// Super-blocks of 256: IQ4_NL's grid with 6-bit scales per 32.
-    Iq4Xs,
-}
-
-impl GgmlType {
-    /// Every supported type, in ggml id order.
-    pub const ALL: [GgmlType; 15] = [
-        GgmlType::F32,
-        GgmlType::F16,
-        GgmlType::Q4_0,
-        GgmlType::Q4_1,
-        GgmlType::Q5_0,
-        GgmlType::Q5_1,
-        GgmlType::Q8_0,
-        GgmlType::Q2K,
-        GgmlType::Q3K,
-        GgmlType::Q4K,
-        GgmlType::Q5K,
-        GgmlType::Q6K,
-        GgmlType::Iq4Nl,
-        GgmlType::Iq4Xs,
-        GgmlType::Bf16,
-    ];
-
-    /// The type with ggml id `id`, or a message naming an unsupported or unknown type.
-    fn from_id(id: u32) -> std::result::Result<Self, String> {
-        // ggml's names by id (`ggml_type`); 4, 5, 31-33 and 36-38 were removed from ggml.
-        const NAMES: [&str; 42] = [
-            "f32",
-            "f16",
-            "q4_0",
-            "q4_1",
-            "q4_2",
-            "q4_3",
-            "q5_0",
-            "q5_1",
-            "q8_0",
-            "q8_1",
-            "q2_k",
-            "q3_k",
-            "q4_k",
-            "q5_k",
-            "q6_k",
-            "q8_k",
-            "iq2_xxs",
-            "iq2_xs",
-            "iq3_xxs",
-            "iq1_s",
-            "iq4_nl",
-            "iq3_s",
-            "iq2_s",
-            "iq4_xs",
-            "i8",
-            "i16",
-            "i32",
-            "i64",
-            "f64",
-            "iq1_m",
-            "bf16",
-            "q4_0_4_4",
-            "q4_0_4_8",
-            "q4_0_8_8",
-            "tq1_0",
-            "tq2_0",
-            "iq4_nl_4_4",
-            "iq4_nl_4_8",
-            "iq4_nl_8_8",
-            "mxfp4",
-            "nvfp4",
-            "q1_0",
-        ];
-        if let Some(kind) = Self::ALL.into_iter().find(|t| t.id() == id) {
-            return Ok(kind);
-        }
-        Err(match NAMES.get(id as usize) {
-            Some(name) => {
-                let supported: Vec<&str> = Self::ALL.iter().map(|t| t.name()).collect();
-                format!(
-                    "type {name} (id {id}) is not supported (supported: {})",
-                    supported.join(", ")
-                )
-            }
-            None => format!("unknown tensor type {id}"),
-        })
-    }
-
-    /// The ggml id.
-    pub fn id(self) -> u32 {
-        match self {
-            GgmlType::F32 => 0,
-            GgmlType::F16 => 1,
-            GgmlType::Q4_0 => 2,
-            GgmlType::Q4_1 => 3,
-            GgmlType::Q5_0 => 6,
-            GgmlType::Q5_1 => 7,
-            GgmlType::Q8_0 => 8,
-            GgmlType::Q2K => 10,
-            GgmlType::Q3K => 11,
-            GgmlType::Q4K => 12,
-            GgmlType::Q5K => 13,
-            GgmlType::Q6K => 14,
-            GgmlType::Iq4Nl => 20,
-            GgmlType::Iq4Xs => 23,
-            GgmlType::Bf16 => 30,
-        }
-    }
-
-    /// The ggml name (`q4_k`, `iq4_nl`, …), as llama.cpp's tools print it.
-    pub fn name(self) -> &'static str {
-        match self {
-            GgmlType::F32 => "f32",
-            GgmlType::F16 => "f16",
-            GgmlType::Q4_0 => "q4_0",
-            GgmlType::Q4_1 => "q4_1",
-            GgmlType::Q5_0 => "q5_0",
-            GgmlType::Q5_1 => "q5_1",
-            GgmlType::Q8_0 => "q8_0",
-            GgmlType::Q2K => "q2_k",
-            GgmlType::Q3K => "q3_k",
-            GgmlType::Q4K => "q4_k",
-            GgmlType::Q5K => "q5_k",
-            GgmlType::Q6K => "q6_k",
-            GgmlType::Iq4Nl => "iq4_nl",
-            GgmlType::Iq4Xs => "iq4_xs",
-            GgmlType::Bf16 => "bf16",
-        }
-    }
-
-    /// (values per block, bytes per block).
-    pub fn block(self) -> (usize, usize) {
-        use quants::*;
-        match self {
-            GgmlType::F32 => (1, 4),
-            GgmlType::F16 | GgmlType::Bf16 => (1, 2),
-            GgmlType::Q4_0 => (QK, Q4_0_BYTES),
-            GgmlType::Q4_1 => (QK, Q4_1_BYTES),
-            GgmlType::Q5_0 => (QK, Q5_0_BYTES),
-            GgmlType::Q5_1 => (QK, Q5_1_BYTES),
-            GgmlType::Q8_0 => (QK, Q8_0_BYTES),
-            GgmlType::Q2K => (QK_K, Q2_K_BYTES),
-            GgmlType::Q3K => (QK_K, Q3_K_BYTES),
-            GgmlType::Q4K => (QK_K, Q4_K_BYTES),
-            GgmlType::Q5K => (QK_K, Q5_K_BYTES),
-            GgmlType::Q6K => (QK_K, Q6_K_BYTES),
-            GgmlType::Iq4Nl => (QK, IQ4_NL_BYTES),
-            GgmlType::Iq4Xs => (QK_K, IQ4_XS_BYTES),
         }
     }
 }
@@ -812,25 +633,6 @@ pub fn f16_to_f32(bits: u16) -> f32 {
 
 fn f16_at(raw: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([raw[at], raw[at + 1]]))
-}
-
-/// Values one task of [`dequantize`] decodes: enough that scheduling costs little beside the
-/// work, few enough that a large tensor spreads over every core.
-const VALUES_PER_TASK: usize = 1 << 16;
-
-/// Dequantises `raw` bytes of type `kind` (a whole number of blocks; a trailing partial block is
-/// ignored) to f32, in parallel over runs of whole blocks. A row is a whole number of blocks, so
-/// this is the row-by-row result whatever the thread count; the output is the only allocation.
-pub fn dequantize(kind: GgmlType, raw: &[u8]) -> Vec<f32> {
-    use rayon::prelude::*;
-    let (per_block, block_bytes) = kind.block();
-    let blocks = raw.len() / block_bytes;
-    let mut out = vec![0.0f32; blocks * per_block];
-    let blocks_per_task = (VALUES_PER_TASK / per_block).max(1);
-    out.par_chunks_mut(blocks_per_task * per_block)
-        .zip(raw[..blocks * block_bytes].par_chunks(blocks_per_task * block_bytes))
-        .for_each(|(values, bytes)| quants::dequantize_row(kind, bytes, values));
-    out
 }
 
 mod layout;
