@@ -5,7 +5,7 @@
 #   python3 -m venv /tmp/venv-quants && /tmp/venv-quants/bin/pip install gguf==0.19.0 numpy==2.4.6
 #   /tmp/venv-quants/bin/python scripts/golden/quants.py      # writes crates/model/tests/data/quants/
 #
-# (gguf 0.19.0 pulled numpy 2.4.6, PyYAML 6.0.4, requests 2.34.2, tqdm 4.70.1.)
+# (Python 3.11.7; gguf 0.19.0 pulled numpy 2.4.6, PyYAML 6.0.4, requests 2.34.2, tqdm 4.70.1.)
 #
 # One JSON file per format, each with cases of whole blocks:
 # - "random bytes": every byte random (seeded), except the f16 scale fields, which are set to
