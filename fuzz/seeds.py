@@ -3,8 +3,9 @@
 is written by `cargo test --release -p softalign --test fuzz_corpus -- --ignored`).
 
 Every seed is a small valid input, so that mutations start from inputs that reach deep into the
-parsers: a tiny Llama GGUF (F32 and F16 tensors, a byte-level vocabulary), the same model as a
-Hugging Face folder, one data file per preference format, a TOML config and an IDX file."""
+parsers: a tiny Llama GGUF (F32 and F16 tensors, a byte-level vocabulary), two more whose tensors
+cover every quantised format the reader decodes (the K-quants, IQ4_XS and BF16 in one with rows of
+256, the 32-value formats in another), the same model as a Hugging Face folder, one data file per preference format, a TOML config and an IDX file."""
 
 import json
 import os
@@ -27,22 +28,62 @@ def values(n, scale=0.05):
     return [((i * 37) % 17 - 8) * scale for i in range(n)]
 
 
-def tensors_hf():
+def tensors_hf(hidden=HIDDEN, ffn=FFN, heads=HEADS, kv_heads=KV_HEADS, head_dim=HEAD_DIM):
     """Hugging Face names and shapes (outermost first) of the tiny Llama."""
-    q, kv = HEADS * HEAD_DIM, KV_HEADS * HEAD_DIM
-    out = [("model.embed_tokens.weight", [VOCAB, HIDDEN]), ("model.norm.weight", [HIDDEN])]
+    q, kv = heads * head_dim, kv_heads * head_dim
+    out = [("model.embed_tokens.weight", [VOCAB, hidden]), ("model.norm.weight", [hidden])]
     p = "model.layers.0."
     out += [
-        (p + "input_layernorm.weight", [HIDDEN]),
-        (p + "post_attention_layernorm.weight", [HIDDEN]),
-        (p + "self_attn.q_proj.weight", [q, HIDDEN]),
-        (p + "self_attn.k_proj.weight", [kv, HIDDEN]),
-        (p + "self_attn.v_proj.weight", [kv, HIDDEN]),
-        (p + "self_attn.o_proj.weight", [HIDDEN, q]),
-        (p + "mlp.gate_proj.weight", [FFN, HIDDEN]),
-        (p + "mlp.up_proj.weight", [FFN, HIDDEN]),
-        (p + "mlp.down_proj.weight", [HIDDEN, FFN]),
+        (p + "input_layernorm.weight", [hidden]),
+        (p + "post_attention_layernorm.weight", [hidden]),
+        (p + "self_attn.q_proj.weight", [q, hidden]),
+        (p + "self_attn.k_proj.weight", [kv, hidden]),
+        (p + "self_attn.v_proj.weight", [kv, hidden]),
+        (p + "self_attn.o_proj.weight", [hidden, q]),
+        (p + "mlp.gate_proj.weight", [ffn, hidden]),
+        (p + "mlp.up_proj.weight", [ffn, hidden]),
+        (p + "mlp.down_proj.weight", [hidden, ffn]),
     ]
+    return out
+
+
+# ggml type name: (id, values per block, bytes per block, byte offsets of the block's f16 scales),
+# from ggml-common.h's block structs.
+GGML_TYPES = {
+    "f32": (0, 1, 4, []),
+    "f16": (1, 1, 2, []),
+    "bf16": (30, 1, 2, []),
+    "q4_0": (2, 32, 18, [0]),
+    "q4_1": (3, 32, 20, [0, 2]),
+    "q5_0": (6, 32, 22, [0]),
+    "q5_1": (7, 32, 24, [0, 2]),
+    "q8_0": (8, 32, 34, [0]),
+    "q2_k": (10, 256, 84, [80, 82]),
+    "q3_k": (11, 256, 110, [108]),
+    "q4_k": (12, 256, 144, [0, 2]),
+    "q5_k": (13, 256, 176, [0, 2]),
+    "q6_k": (14, 256, 210, [208]),
+    "iq4_nl": (20, 32, 18, [0]),
+    "iq4_xs": (23, 256, 136, [0]),
+}
+
+
+def tensor_data(kind, n):
+    """n values of type `kind`: floats as `values`, quantised blocks as scrambled bytes with small
+    finite f16 scales of alternating sign."""
+    if kind == "f32":
+        return struct.pack(f"<{n}f", *values(n))
+    if kind == "f16":
+        return struct.pack(f"<{n}e", *values(n))
+    if kind == "bf16":
+        return b"".join(struct.pack("<f", x)[2:] for x in values(n))
+    _, per_block, block_bytes, scales = GGML_TYPES[kind]
+    out = b""
+    for b in range(n // per_block):
+        block = bytearray((i * 73 + b * 151 + 11) % 256 for i in range(block_bytes))
+        for k, at in enumerate(scales):
+            block[at:at + 2] = struct.pack("<e", (-1) ** b * 0.004 * (k + 1))
+        out += block
     return out
 
 
@@ -81,14 +122,16 @@ def gguf_value(v):
     return 9, struct.pack("<IQ", kind, len(v)) + body
 
 
-def gguf():
+def gguf(types=None, hidden=HIDDEN, ffn=FFN, heads=HEADS, kv_heads=KV_HEADS, head_dim=HEAD_DIM):
+    """The tiny Llama as GGUF; `types` maps GGUF tensor names to ggml types (default: F16 for the
+    MLP, F32 for the rest)."""
     meta = {
         "general.architecture": "llama",
-        "llama.embedding_length": HIDDEN,
-        "llama.feed_forward_length": FFN,
+        "llama.embedding_length": hidden,
+        "llama.feed_forward_length": ffn,
         "llama.block_count": 1,
-        "llama.attention.head_count": HEADS,
-        "llama.attention.head_count_kv": KV_HEADS,
+        "llama.attention.head_count": heads,
+        "llama.attention.head_count_kv": kv_heads,
         "llama.rope.freq_base": 10000.0,
         "llama.attention.layer_norm_rms_epsilon": 1e-5,
         "llama.context_length": 64,
@@ -98,26 +141,61 @@ def gguf():
         "tokenizer.ggml.merges": ["a b"],
         "tokenizer.ggml.eos_token_id": 0,
     }
+    if heads * head_dim != hidden:
+        meta["llama.attention.key_length"] = head_dim
     out = b"GGUF" + struct.pack("<IQQ", 3, len(GGUF_NAMES), len(meta))
     for key, value in meta.items():
         kind, body = gguf_value(value)
         out += gguf_string(key) + struct.pack("<I", kind) + body
     data, offset = b"", 0
-    for name, shape in tensors_hf():
+    for name, shape in tensors_hf(hidden, ffn, heads, kv_heads, head_dim):
         n = 1
         for d in shape:
             n *= d
-        f16 = "mlp" in name
-        raw = struct.pack(f"<{n}e" if f16 else f"<{n}f", *values(n))
+        gguf_name = GGUF_NAMES[name]
+        kind = (types or {}).get(gguf_name, "f16" if "mlp" in name else "f32")
+        raw = tensor_data(kind, n)
         dims = list(reversed(shape))
-        out += gguf_string(GGUF_NAMES[name]) + struct.pack("<I", len(dims))
+        out += gguf_string(gguf_name) + struct.pack("<I", len(dims))
         out += b"".join(struct.pack("<Q", d) for d in dims)
-        out += struct.pack("<IQ", 1 if f16 else 0, offset)
+        out += struct.pack("<IQ", GGML_TYPES[kind][0], offset)
         padded = raw + b"\0" * (-len(raw) % 32)
         data += padded
         offset += len(padded)
     out += b"\0" * (-len(out) % 32)
     return out + data
+
+
+# Rows of 256 (hidden size 256, one head of width 2, two intermediate units): each K-quant,
+# IQ4_XS and BF16 once, the 2-wide matrices as F16.
+K_QUANT_TYPES = {
+    "token_embd.weight": "q6_k",
+    "output_norm.weight": "q3_k",
+    "blk.0.attn_norm.weight": "iq4_xs",
+    "blk.0.ffn_norm.weight": "q2_k",
+    "blk.0.attn_q.weight": "q4_k",
+    "blk.0.attn_k.weight": "q5_k",
+    "blk.0.attn_v.weight": "q6_k",
+    "blk.0.attn_output.weight": "f16",
+    "blk.0.ffn_gate.weight": "q2_k",
+    "blk.0.ffn_up.weight": "q3_k",
+    "blk.0.ffn_down.weight": "bf16",
+}
+
+# Rows of 32 (hidden size 32, one head of width 32, 32 intermediate units): the 32-value formats.
+BLOCK_32_TYPES = {
+    "token_embd.weight": "q5_0",
+    "output_norm.weight": "q5_1",
+    "blk.0.attn_norm.weight": "iq4_nl",
+    "blk.0.ffn_norm.weight": "q8_0",
+    "blk.0.attn_q.weight": "q5_1",
+    "blk.0.attn_k.weight": "iq4_nl",
+    "blk.0.attn_v.weight": "q5_0",
+    "blk.0.attn_output.weight": "q4_0",
+    "blk.0.ffn_gate.weight": "q4_1",
+    "blk.0.ffn_up.weight": "q8_0",
+    "blk.0.ffn_down.weight": "iq4_nl",
+}
 
 
 def safetensors():
@@ -182,6 +260,8 @@ skip-invalid = true
 
 def main():
     write("gguf", "seed-tiny-llama.gguf", gguf())
+    write("gguf", "seed-tiny-llama-k-quants.gguf", gguf(K_QUANT_TYPES, hidden=256, ffn=2, heads=1, kv_heads=1, head_dim=2))
+    write("gguf", "seed-tiny-llama-32-blocks.gguf", gguf(BLOCK_32_TYPES, hidden=32, ffn=32, heads=1, kv_heads=1, head_dim=32))
     write("hf_folder", "seed-tiny-llama", hf_folder())
     for selector, text in PREFERENCE.items():
         write("preference_data", f"seed-format-{selector}", bytes([selector]) + text.encode())

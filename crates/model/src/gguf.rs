@@ -1,7 +1,8 @@
-//! GGUF v2/v3 reader: metadata, tensor directory, and dequantisation of F32, F16, BF16, Q8_0,
-//! Q4_0 and Q4_1 tensors to f32; the configuration (architectures `llama`, `qwen2`, `qwen3`),
-//! weights (in Hugging Face names and layout, llama.cpp's Q/K row permutation of `llama` undone)
-//! and tokenizer a GGUF file describes.
+//! GGUF v2/v3 reader: metadata, tensor directory, and dequantisation to f32 of F32, F16, BF16,
+//! Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, the K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), IQ4_NL and IQ4_XS
+//! tensors, bit-exact to ggml (block decoders in [`quants`]); the configuration (architectures
+//! `llama`, `qwen2`, `qwen3`), weights (in Hugging Face names and layout, llama.cpp's Q/K row
+//! permutation of `llama` undone) and tokenizer a GGUF file describes.
 //!
 //! Every error names the file and, where one is at fault, the tensor or metadata key.
 
@@ -15,9 +16,10 @@ use crate::error::{ModelError, Result, io_error};
 use crate::tokenizer::GgufVocabulary;
 use crate::weights::{HostTensor, WeightMap};
 
+pub use quants::{GgmlType, dequantize};
+
 const MAGIC: &[u8; 4] = b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;
-const QK: usize = 32;
 
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,72 +53,6 @@ impl GgufValue {
             GgufValue::Uint(v) => Some(v as f64),
             GgufValue::Int(v) => Some(v as f64),
             _ => None,
-        }
-    }
-}
-
-/// The ggml tensor types this reader dequantises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GgmlType {
-    /// 32-bit float.
-    F32,
-    /// IEEE half.
-    F16,
-    /// bfloat16.
-    Bf16,
-    /// Blocks of 32: f16 scale `d`, 16 bytes of 4-bit values; `x = (q − 8)·d`.
-    Q4_0,
-    /// Blocks of 32: f16 scale `d`, f16 minimum `m`, 16 bytes of 4-bit values; `x = q·d + m`.
-    Q4_1,
-    /// Blocks of 32: f16 scale `d`, 32 signed bytes; `x = q·d`.
-    Q8_0,
-}
-
-impl GgmlType {
-    /// The type with ggml id `id`, or the ggml name of an unsupported type.
-    fn from_id(id: u32) -> std::result::Result<Self, String> {
-        const NAMES: [&str; 31] = [
-            "f32", "f16", "q4_0", "q4_1", "q4_2", "q4_3", "q5_0", "q5_1", "q8_0", "q8_1", "q2_k",
-            "q3_k", "q4_k", "q5_k", "q6_k", "q8_k", "iq2_xxs", "iq2_xs", "iq3_xxs", "iq1_s",
-            "iq4_nl", "iq3_s", "iq2_s", "iq4_xs", "i8", "i16", "i32", "i64", "f64", "iq1_m",
-            "bf16",
-        ];
-        match id {
-            0 => Ok(GgmlType::F32),
-            1 => Ok(GgmlType::F16),
-            2 => Ok(GgmlType::Q4_0),
-            3 => Ok(GgmlType::Q4_1),
-            8 => Ok(GgmlType::Q8_0),
-            30 => Ok(GgmlType::Bf16),
-            other => Err(match NAMES.get(other as usize) {
-                Some(name) => {
-                    format!("type {name} is not supported (f32, f16, bf16, q8_0, q4_0, q4_1)")
-                }
-                None => format!("unknown tensor type {other}"),
-            }),
-        }
-    }
-
-    /// The ggml id.
-    pub fn id(self) -> u32 {
-        match self {
-            GgmlType::F32 => 0,
-            GgmlType::F16 => 1,
-            GgmlType::Q4_0 => 2,
-            GgmlType::Q4_1 => 3,
-            GgmlType::Q8_0 => 8,
-            GgmlType::Bf16 => 30,
-        }
-    }
-
-    /// (values per block, bytes per block).
-    fn block(self) -> (usize, usize) {
-        match self {
-            GgmlType::F32 => (1, 4),
-            GgmlType::F16 | GgmlType::Bf16 => (1, 2),
-            GgmlType::Q4_0 => (QK, 2 + QK / 2),
-            GgmlType::Q4_1 => (QK, 4 + QK / 2),
-            GgmlType::Q8_0 => (QK, 2 + QK),
         }
     }
 }
@@ -830,47 +766,8 @@ fn f16_at(raw: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([raw[at], raw[at + 1]]))
 }
 
-/// Dequantises `raw` bytes of type `kind` (a whole number of blocks) to f32.
-pub fn dequantize(kind: GgmlType, raw: &[u8]) -> Vec<f32> {
-    let (per_block, block_bytes) = kind.block();
-    let mut out = Vec::with_capacity(raw.len() / block_bytes * per_block);
-    match kind {
-        GgmlType::F32 => out.extend(
-            raw.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        ),
-        GgmlType::F16 => out.extend(raw.chunks_exact(2).map(|b| f16_at(b, 0))),
-        GgmlType::Bf16 => out.extend(
-            raw.chunks_exact(2)
-                .map(|b| f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)),
-        ),
-        GgmlType::Q8_0 => {
-            for block in raw.chunks_exact(block_bytes) {
-                let d = f16_at(block, 0);
-                out.extend(block[2..].iter().map(|&q| q as i8 as f32 * d));
-            }
-        }
-        GgmlType::Q4_0 => {
-            for block in raw.chunks_exact(block_bytes) {
-                let d = f16_at(block, 0);
-                let qs = &block[2..];
-                out.extend(qs.iter().map(|&q| ((q & 0x0f) as i32 - 8) as f32 * d));
-                out.extend(qs.iter().map(|&q| ((q >> 4) as i32 - 8) as f32 * d));
-            }
-        }
-        GgmlType::Q4_1 => {
-            for block in raw.chunks_exact(block_bytes) {
-                let (d, m) = (f16_at(block, 0), f16_at(block, 2));
-                let qs = &block[4..];
-                out.extend(qs.iter().map(|&q| (q & 0x0f) as f32 * d + m));
-                out.extend(qs.iter().map(|&q| (q >> 4) as f32 * d + m));
-            }
-        }
-    }
-    out
-}
-
 mod layout;
+pub mod quants;
 
 #[cfg(test)]
 pub(crate) mod writer;

@@ -9,8 +9,9 @@
 //!   causal logits of whole sequences for training; [`CausalLm::forward_cached`] decodes
 //!   incrementally with a [`KvCache`].
 //! - [`load_pretrained`] reads a Hugging Face folder (`config.json`, `*.safetensors`,
-//!   `tokenizer.json`) or a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, dequantised to f32;
-//!   tokenizer rebuilt from its vocabulary). [`save_pretrained`] writes the Hugging Face layout
+//!   `tokenizer.json`) or a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, the
+//!   K-quants Q2_K to Q6_K, IQ4_NL, IQ4_XS, dequantised to f32; tokenizer rebuilt from its
+//!   vocabulary). [`save_pretrained`] writes the Hugging Face layout
 //!   that `transformers` loads.
 //! - [`TextTokenizer`] encodes exactly as the model's own tokenizer does and renders the chat
 //!   template; [`generate`] decodes greedily or by seeded sampling.

@@ -131,3 +131,73 @@ fn counts_larger_than_the_file_can_hold_are_refused_before_allocating() {
         .to_string();
     assert!(e.contains("the metadata count"), "{e}");
 }
+
+/// The K-quant and IQ4_XS types, whose rows are whole super-blocks of 256.
+const SUPER_BLOCK_TYPES: [GgmlType; 6] = [
+    GgmlType::Q2K,
+    GgmlType::Q3K,
+    GgmlType::Q4K,
+    GgmlType::Q5K,
+    GgmlType::Q6K,
+    GgmlType::Iq4Xs,
+];
+
+#[test]
+fn a_truncated_k_quant_tensor_is_refused_naming_it() {
+    for kind in SUPER_BLOCK_TYPES {
+        let block_bytes = kind.block().1;
+        // Eight rows of one super-block (a dimension larger than the whole file is refused
+        // earlier, by the directory reader).
+        let bytes = super::tests::one_tensor_file(kind, vec![256, 8], vec![0; 8 * block_bytes]);
+        // One byte short of the last super-block.
+        let e = GgufFile::parse(Path::new("cut.gguf"), bytes[..bytes.len() - 1].to_vec())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("cut.gguf: tensor t.weight: data at bytes")
+                && e.contains("runs past the end of the file")
+                && !e.contains('\n'),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn rows_that_are_not_whole_blocks_are_refused_naming_the_tensor_and_the_type() {
+    let cases = SUPER_BLOCK_TYPES
+        .into_iter()
+        .map(|kind| (kind, 288))
+        .chain([(GgmlType::Q5_0, 48), (GgmlType::Iq4Nl, 16)]);
+    for (kind, row) in cases {
+        let bytes = super::tests::one_tensor_file(kind, vec![row, 2], vec![0; 4 * kind.block().1]);
+        let e = GgufFile::parse(Path::new("row.gguf"), bytes)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "row.gguf: tensor t.weight: innermost dimension {row} is not a multiple of the {} block size {}",
+                kind.name(),
+                kind.block().0
+            )
+        );
+    }
+}
+
+#[test]
+fn a_model_tensor_retyped_to_a_k_quant_is_refused_when_its_rows_are_short() {
+    // The tiny Llama's rows are 16 wide: as Q4_K they would need 256.
+    let bytes = forged(|w| {
+        let q = w
+            .tensors
+            .iter_mut()
+            .find(|t| t.0 == "blk.0.attn_q.weight")
+            .unwrap();
+        q.2 = GgmlType::Q4K;
+    });
+    let e = load_error("retyped.gguf", &bytes);
+    assert!(
+        e.contains("tensor blk.0.attn_q.weight: innermost dimension 16 is not a multiple of the q4_k block size 256"),
+        "{e}"
+    );
+}

@@ -75,14 +75,17 @@ pub(super) fn tensor_extent(
     let inner = info.dims[0];
     if !inner.is_multiple_of(per_block) {
         return Err(format!(
-            "tensor {}: innermost dimension {inner} is not a multiple of the {:?} block size {per_block}",
-            info.name, info.kind
+            "tensor {}: innermost dimension {inner} is not a multiple of the {} block size {per_block}",
+            info.name,
+            info.kind.name()
         ));
     }
     let too_big = || {
         format!(
-            "tensor {}: dimensions {:?} of type {:?} do not fit in the file ({file_len} bytes)",
-            info.name, info.dims, info.kind
+            "tensor {}: dimensions {:?} of type {} do not fit in the file ({file_len} bytes)",
+            info.name,
+            info.dims,
+            info.kind.name()
         )
     };
     let size = info
@@ -138,6 +141,33 @@ mod tests {
         assert!(tensor_extent(&info(vec![2, 2], u64::MAX - 7), 64, 80).is_err());
         assert!(tensor_extent(&info(vec![usize::MAX, 2], 0), 64, 80).is_err());
         assert!(tensor_extent(&info(vec![2, 2], 1), 64, 80).is_err());
+    }
+
+    #[test]
+    fn block_format_extents_are_whole_blocks_per_row() {
+        let typed = |kind, dims: Vec<usize>| GgufTensorInfo {
+            kind,
+            ..info(dims, 0)
+        };
+        // Three rows of two Q6_K super-blocks (210 bytes each), three of sixteen Q5_0 blocks (22).
+        assert_eq!(
+            tensor_extent(&typed(GgmlType::Q6K, vec![512, 3]), 64, 64 + 1260),
+            Ok(64..64 + 1260)
+        );
+        assert_eq!(
+            tensor_extent(&typed(GgmlType::Q5_0, vec![512, 3]), 64, 64 + 1056),
+            Ok(64..64 + 1056)
+        );
+        assert!(tensor_extent(&typed(GgmlType::Q6K, vec![512, 3]), 64, 64 + 1259).is_err());
+        assert!(tensor_extent(&typed(GgmlType::Q4K, vec![128, 3]), 64, 1 << 20).is_err());
+        assert!(
+            tensor_extent(
+                &typed(GgmlType::Iq4Xs, vec![256, usize::MAX / 2]),
+                64,
+                1 << 20
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -134,11 +134,80 @@ fn unknown_and_unsupported_tensor_types_are_named() {
         parse_err(bytes.clone()),
         "bad.gguf: tensor t.weight: unknown tensor type 99"
     );
-    bytes[type_at..type_at + 4].copy_from_slice(&14u32.to_le_bytes());
-    assert_eq!(
-        parse_err(bytes),
-        "bad.gguf: tensor t.weight: type q6_k is not supported (f32, f16, bf16, q8_0, q4_0, q4_1)"
-    );
+    for (id, name) in [
+        (16u32, "iq2_xxs"),
+        (15, "q8_k"),
+        (24, "i8"),
+        (9, "q8_1"),
+        (39, "mxfp4"),
+    ] {
+        bytes[type_at..type_at + 4].copy_from_slice(&id.to_le_bytes());
+        assert_eq!(
+            parse_err(bytes.clone()),
+            format!(
+                "bad.gguf: tensor t.weight: type {name} (id {id}) is not supported (supported: \
+                 f32, f16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_nl, \
+                 iq4_xs, bf16)"
+            )
+        );
+    }
+}
+
+/// The first golden case of `kind` (`tests/data/quants/`, written by scripts/golden/quants.py
+/// with gguf-py): raw blocks and gguf-py's f32 values.
+fn golden_blocks(kind: GgmlType) -> (Vec<u8>, Vec<f32>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("tests/data/quants/{}.json", kind.name()));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let hex = |key: &str| -> Vec<u8> {
+        let text = doc["cases"][0][key].as_str().unwrap();
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    let values = hex("values")
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (hex("bytes"), values)
+}
+
+#[test]
+fn k_quant_and_iq4_tensors_read_back_through_the_file_as_gguf_py_decodes_them() {
+    // The types a Q4_K_M / Q5_K_M / Q6_K file mixes, and the other block formats, one two-row
+    // tensor each.
+    let kinds = [
+        GgmlType::Q4K,
+        GgmlType::Q5K,
+        GgmlType::Q6K,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+        GgmlType::Q2K,
+        GgmlType::Q3K,
+        GgmlType::Q5_1,
+        GgmlType::Iq4Nl,
+        GgmlType::Iq4Xs,
+    ];
+    let mut w = GgufWriter::default();
+    w.meta("general.architecture", GgufValue::String("llama".into()));
+    let mut expected = Vec::new();
+    for kind in kinds {
+        let (raw, values) = golden_blocks(kind);
+        let name = format!("blk.0.{}.weight", kind.name());
+        w.tensors
+            .push((name.clone(), vec![values.len() / 2, 2], kind, raw));
+        expected.push((name, kind, values));
+    }
+    let file = GgufFile::parse(Path::new("k.gguf"), w.to_bytes()).unwrap();
+    for (name, kind, values) in expected {
+        assert_eq!(file.tensor_info(&name).unwrap().kind, kind);
+        let tensor = file.dequantize(&name).unwrap();
+        assert_eq!(tensor.shape, vec![2, values.len() / 2], "{name}");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&tensor.data), bits(&values), "{name}");
+    }
 }
 
 #[test]
