@@ -149,6 +149,31 @@ impl<'a> Cursor<'a> {
             problem,
         }
     }
+    /// The header: magic number, version, tensor count and the metadata.
+    fn header(&mut self) -> Result<(u32, usize, BTreeMap<String, GgufValue>)> {
+        let magic = self.take(4, "the magic number")?;
+        if magic != MAGIC {
+            return Err(self.bad(format!(
+                "not a gguf file (magic {:02x?}, expected \"GGUF\")",
+                magic
+            )));
+        }
+        let version = self.u32("the version")?;
+        if !(2..=3).contains(&version) {
+            return Err(self.bad(format!("gguf version {version} is not supported (2 or 3)")));
+        }
+        let tensor_count = self.count("the tensor count", layout::MIN_TENSOR_ENTRY_BYTES)?;
+        let kv_count = self.count("the metadata count", layout::MIN_METADATA_ENTRY_BYTES)?;
+        let mut metadata = BTreeMap::new();
+        for _ in 0..kv_count {
+            let key = self.string("a metadata key")?;
+            let kind = self.u32(&key)?;
+            let value = self.value(kind, &key, 0)?;
+            metadata.insert(key, value);
+        }
+        Ok((version, tensor_count, metadata))
+    }
+
     fn value(&mut self, kind: u32, key: &str, depth: usize) -> Result<GgufValue> {
         Ok(match kind {
             0 => GgufValue::Uint(self.u8(key)? as u64),
@@ -196,6 +221,46 @@ impl GgufFile {
         Self::parse(path, bytes)
     }
 
+    /// Reads only the header of a GGUF file: its version and metadata, without the tensor
+    /// directory or data (the result has no tensors). The vocabulary of a large model then costs
+    /// the few megabytes its metadata takes, read in growing pieces from the start of the file.
+    pub fn read_metadata(path: &Path) -> Result<Self> {
+        use std::io::Read;
+        let file = std::fs::File::open(path).map_err(io_error(path))?;
+        let len = file.metadata().map_err(io_error(path))?.len();
+        let mut reader = file.take(len);
+        let mut bytes = Vec::new();
+        let mut want: u64 = 8 << 20;
+        loop {
+            let have = bytes.len() as u64;
+            (&mut reader)
+                .take(want.saturating_sub(have))
+                .read_to_end(&mut bytes)
+                .map_err(io_error(path))?;
+            let mut c = Cursor {
+                bytes: &bytes,
+                pos: 0,
+                path,
+            };
+            match c.header() {
+                Ok((version, _, metadata)) => {
+                    return Ok(GgufFile {
+                        path: path.to_path_buf(),
+                        version,
+                        metadata,
+                        tensors: Vec::new(),
+                        bytes: Vec::new(),
+                        data_start: 0,
+                    });
+                }
+                // A failure inside a prefix may only be the prefix's end: read more, until the
+                // whole file has given its answer.
+                Err(_) if (bytes.len() as u64) < len => want = want.saturating_mul(4),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Parses GGUF bytes; `path` names them in errors.
     pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Self> {
         let mut c = Cursor {
@@ -203,26 +268,7 @@ impl GgufFile {
             pos: 0,
             path,
         };
-        let magic = c.take(4, "the magic number")?;
-        if magic != MAGIC {
-            return Err(c.bad(format!(
-                "not a gguf file (magic {:02x?}, expected \"GGUF\")",
-                magic
-            )));
-        }
-        let version = c.u32("the version")?;
-        if !(2..=3).contains(&version) {
-            return Err(c.bad(format!("gguf version {version} is not supported (2 or 3)")));
-        }
-        let tensor_count = c.count("the tensor count", layout::MIN_TENSOR_ENTRY_BYTES)?;
-        let kv_count = c.count("the metadata count", layout::MIN_METADATA_ENTRY_BYTES)?;
-        let mut metadata = BTreeMap::new();
-        for _ in 0..kv_count {
-            let key = c.string("a metadata key")?;
-            let kind = c.u32(&key)?;
-            let value = c.value(kind, &key, 0)?;
-            metadata.insert(key, value);
-        }
+        let (version, tensor_count, metadata) = c.header()?;
         let mut tensors = Vec::with_capacity(tensor_count);
         for _ in 0..tensor_count {
             let name = c.string("a tensor name")?;
@@ -318,14 +364,25 @@ impl GgufFile {
     }
 
     fn strings(&self, key: &str) -> Result<Vec<String>> {
+        self.array(key, "strings", |v| match v {
+            GgufValue::String(s) => Some(s.clone()),
+            _ => None,
+        })
+    }
+
+    /// The array `key` (empty when absent), each item converted by `convert`; an item it refuses
+    /// (`None`) is an error saying the array should hold `expected`.
+    fn array<T>(
+        &self,
+        key: &str,
+        expected: &str,
+        convert: impl Fn(&GgufValue) -> Option<T>,
+    ) -> Result<Vec<T>> {
         match self.meta(key) {
             None => Ok(Vec::new()),
             Some(GgufValue::Array(items)) => items
                 .iter()
-                .map(|v| match v {
-                    GgufValue::String(s) => Ok(s.clone()),
-                    _ => Err(self.bad(format!("metadata {key}: expected strings"))),
-                })
+                .map(|v| convert(v).ok_or_else(|| self.bad(format!("metadata {key}: expected {expected}"))))
                 .collect(),
             Some(_) => Err(self.bad(format!("metadata {key}: expected an array"))),
         }
@@ -588,49 +645,55 @@ impl GgufFile {
         }
     }
 
-    /// The tokenizer tables in the metadata.
+    /// The tokenizer tables in the metadata, with llama.cpp's defaults for the flags a file
+    /// leaves out: a SentencePiece vocabulary (`tokenizer.ggml.model` = `llama`) adds BOS and a
+    /// prefix space unless it says otherwise; a byte-level one adds neither.
     pub fn vocabulary(&self) -> Result<GgufVocabulary> {
-        let token_types =
-            match self.meta("tokenizer.ggml.token_type") {
-                None => Vec::new(),
-                Some(GgufValue::Array(items)) => items
-                    .iter()
-                    .map(|v| match v {
-                        GgufValue::Int(n) => Ok(*n as i32),
-                        GgufValue::Uint(n) => Ok(*n as i32),
-                        _ => Err(self
-                            .bad("metadata tokenizer.ggml.token_type: expected integers".into())),
-                    })
-                    .collect::<Result<_>>()?,
-                Some(_) => {
-                    return Err(
-                        self.bad("metadata tokenizer.ggml.token_type: expected an array".into())
-                    );
-                }
-            };
         let tokens = self.strings("tokenizer.ggml.tokens")?;
         if tokens.is_empty() {
             return Err(self.bad("metadata tokenizer.ggml.tokens: missing".into()));
         }
+        let model = self
+            .meta_str("tokenizer.ggml.model")
+            .unwrap_or("gpt2")
+            .to_string();
+        let sentencepiece = model == "llama";
+        let flag = |key: &str, default: bool| -> Result<bool> {
+            match self.meta(key) {
+                None => Ok(default),
+                Some(GgufValue::Bool(b)) => Ok(*b),
+                Some(_) => Err(self.bad(format!("metadata {key}: expected a boolean"))),
+            }
+        };
+        let id = |key: &str| -> Result<Option<u32>> {
+            match self.meta_usize(key)? {
+                None => Ok(None),
+                Some(n) => u32::try_from(n)
+                    .map(Some)
+                    .map_err(|_| self.bad(format!("metadata {key}: {n} is not a token id"))),
+            }
+        };
         Ok(GgufVocabulary {
-            model: self
-                .meta_str("tokenizer.ggml.model")
-                .unwrap_or("gpt2")
-                .to_string(),
+            architecture: self.meta_str("general.architecture").map(str::to_string),
+            model,
             pre: self.meta_str("tokenizer.ggml.pre").map(str::to_string),
             tokens,
-            token_types,
+            scores: self.array("tokenizer.ggml.scores", "numbers", |v| {
+                v.as_f64().map(|x| x as f32)
+            })?,
+            token_types: self.array("tokenizer.ggml.token_type", "32-bit integers", |v| match *v {
+                GgufValue::Int(n) => i32::try_from(n).ok(),
+                GgufValue::Uint(n) => i32::try_from(n).ok(),
+                _ => None,
+            })?,
             merges: self.strings("tokenizer.ggml.merges")?,
-            bos_token_id: self
-                .meta_usize("tokenizer.ggml.bos_token_id")?
-                .map(|n| n as u32),
-            eos_token_id: self
-                .meta_usize("tokenizer.ggml.eos_token_id")?
-                .map(|n| n as u32),
-            add_bos_token: matches!(
-                self.meta("tokenizer.ggml.add_bos_token"),
-                Some(GgufValue::Bool(true))
-            ),
+            bos_token_id: id("tokenizer.ggml.bos_token_id")?,
+            eos_token_id: id("tokenizer.ggml.eos_token_id")?,
+            unknown_token_id: id("tokenizer.ggml.unknown_token_id")?,
+            padding_token_id: id("tokenizer.ggml.padding_token_id")?,
+            add_bos_token: flag("tokenizer.ggml.add_bos_token", sentencepiece)?,
+            add_eos_token: flag("tokenizer.ggml.add_eos_token", false)?,
+            add_space_prefix: flag("tokenizer.ggml.add_space_prefix", sentencepiece)?,
             chat_template: self.meta_str("tokenizer.chat_template").map(str::to_string),
         })
     }

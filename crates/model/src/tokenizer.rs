@@ -10,6 +10,11 @@ use serde_json::{Value, json};
 
 use crate::error::{ModelError, Result, io_error};
 
+mod gguf_vocab;
+mod sentencepiece;
+
+pub use gguf_vocab::GgufVocabulary;
+
 /// One turn of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatMessage {
@@ -312,141 +317,6 @@ impl TextTokenizer {
     }
 }
 
-/// The pieces of a GGUF file's tokenizer metadata.
-#[derive(Debug, Clone, Default)]
-pub struct GgufVocabulary {
-    /// `tokenizer.ggml.model` (`gpt2` for byte-level BPE).
-    pub model: String,
-    /// `tokenizer.ggml.pre`, the pre-tokenizer name llama.cpp uses.
-    pub pre: Option<String>,
-    /// `tokenizer.ggml.tokens`.
-    pub tokens: Vec<String>,
-    /// `tokenizer.ggml.token_type` (1 normal, 3 control, 4 user-defined, …).
-    pub token_types: Vec<i32>,
-    /// `tokenizer.ggml.merges`, `"left right"`.
-    pub merges: Vec<String>,
-    /// `tokenizer.ggml.bos_token_id`.
-    pub bos_token_id: Option<u32>,
-    /// `tokenizer.ggml.eos_token_id`.
-    pub eos_token_id: Option<u32>,
-    /// `tokenizer.ggml.add_bos_token`.
-    pub add_bos_token: bool,
-    /// `tokenizer.chat_template`.
-    pub chat_template: Option<String>,
-}
-
-/// llama.cpp's `tokenizer.ggml.pre` names → the equivalent Hugging Face pre-tokenizer.
-fn pre_tokenizer(pre: Option<&str>) -> std::result::Result<(Value, bool), String> {
-    let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
-    match pre.unwrap_or("default") {
-        "default" | "gpt2" | "gpt-2" | "olmo" | "jais" => Ok((byte_level(true), false)),
-        // llama.cpp splits digits one by one, then applies the GPT-2 pattern.
-        "smollm" | "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" | "command-r" => {
-            Ok((
-                json!({"type": "Sequence", "pretokenizers": [
-                    {"type": "Digits", "individual_digits": true},
-                    byte_level(true),
-                ]}),
-                false,
-            ))
-        }
-        "llama3" | "llama-v3" | "llama-bpe" | "smaug-bpe" => Ok((
-            json!({"type": "Sequence", "pretokenizers": [
-                {"type": "Split", "pattern": {"Regex": LLAMA3_PATTERN}, "behavior": "Isolated", "invert": false},
-                byte_level(false),
-            ]}),
-            true,
-        )),
-        other => Err(format!("pre-tokenizer {other} is not supported")),
-    }
-}
-
-const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
-
-impl GgufVocabulary {
-    /// The byte-level BPE tokenizer these tables describe, as a `tokenizer.json` document.
-    pub fn to_tokenizer_json(&self, source: &Path) -> Result<Value> {
-        let fail = |problem: String| ModelError::Tokenizer {
-            path: source.to_path_buf(),
-            problem,
-        };
-        if self.model != "gpt2" {
-            return Err(fail(format!(
-                "tokenizer.ggml.model {}: only byte-level bpe (gpt2) vocabularies are supported",
-                self.model
-            )));
-        }
-        if !self.token_types.is_empty() && self.token_types.len() != self.tokens.len() {
-            return Err(fail(format!(
-                "tokenizer.ggml.token_type has {} entries for {} tokens",
-                self.token_types.len(),
-                self.tokens.len()
-            )));
-        }
-        let (pre_tokenizer, ignore_merges) = pre_tokenizer(self.pre.as_deref()).map_err(fail)?;
-        let vocab: serde_json::Map<String, Value> = self
-            .tokens
-            .iter()
-            .enumerate()
-            .map(|(id, token)| (token.clone(), json!(id)))
-            .collect();
-        let added_tokens: Vec<Value> = self
-            .tokens
-            .iter()
-            .enumerate()
-            .filter_map(|(id, token)| {
-                let kind = self.token_types.get(id).copied().unwrap_or(1);
-                // 3 = control (special), 4 = user-defined (added, not special).
-                (kind == 3 || kind == 4).then(|| {
-                    json!({"id": id, "content": token, "single_word": false, "lstrip": false,
-                           "rstrip": false, "normalized": false, "special": kind == 3})
-                })
-            })
-            .collect();
-        let post_processor = match (self.add_bos_token, self.bos_token_id) {
-            (true, Some(bos)) => {
-                let name = self.tokens.get(bos as usize).ok_or_else(|| {
-                    fail(format!("tokenizer.ggml.bos_token_id {bos} is out of range"))
-                })?;
-                json!({"type": "TemplateProcessing",
-                    "single": [{"SpecialToken": {"id": name, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
-                    "pair": [{"SpecialToken": {"id": name, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
-                             {"SpecialToken": {"id": name, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
-                    "special_tokens": {name: {"id": name, "ids": [bos], "tokens": [name]}}})
-            }
-            _ => {
-                json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true})
-            }
-        };
-        Ok(json!({
-            "version": "1.0",
-            "truncation": null,
-            "padding": null,
-            "added_tokens": added_tokens,
-            "normalizer": null,
-            "pre_tokenizer": pre_tokenizer,
-            "post_processor": post_processor,
-            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-                      "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
-                      "ignore_merges": ignore_merges, "vocab": vocab, "merges": self.merges},
-        }))
-    }
-
-    /// The tokenizer these tables describe.
-    pub fn to_tokenizer(&self, source: &Path) -> Result<TextTokenizer> {
-        let document = self.to_tokenizer_json(source)?;
-        let name = |id: Option<u32>| id.and_then(|i| self.tokens.get(i as usize).cloned());
-        TextTokenizer::from_json(
-            &document,
-            source,
-            self.chat_template.clone(),
-            name(self.bos_token_id),
-            name(self.eos_token_id),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,6 +349,7 @@ mod tests {
             eos_token_id: Some(0),
             add_bos_token: add_bos,
             chat_template: Some(SMOLLM_TEMPLATE.into()),
+            ..Default::default()
         }
     }
 
