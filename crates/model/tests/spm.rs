@@ -124,8 +124,8 @@ fn reading_only_the_metadata_gives_the_whole_files_metadata() {
 
 #[test]
 fn gemma3_270m_tokenizes_as_transformers_does() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../.cache/models/gemma-3-270m-q4_k_m.gguf");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models/gemma-3-270m-q4_k_m.gguf");
     if !path.exists() {
         eprintln!(
             "note: skipped: {} is absent (run scripts/fetch-gemma3.sh)",
