@@ -6,7 +6,7 @@
 #   python3 -m venv /work/venv-spm && /work/venv-spm/bin/pip install transformers==5.25.0 gguf==0.19.0 \
 #       sentencepiece==0.2.3 protobuf==7.36.2 torch==2.15.0
 #   /work/venv-spm/bin/python scripts/golden/spm_ids.py tiny
-#       → crates/model/tests/data/spm/tiny_llama.gguf, tiny_gemma3.gguf, tiny_ids.json
+#       → crates/model/tests/data/spm/tiny_llama.gguf, tiny_phi3.gguf, tiny_gemma3.gguf, tiny_ids.json
 #   /work/venv-spm/bin/python scripts/golden/spm_ids.py gemma3 .cache/models/gemma-3-270m-q4_k_m.gguf
 #       → crates/model/tests/data/spm/gemma3_270m_ids.json (the file comes from scripts/fetch-gemma3.sh)
 #   /work/venv-spm/bin/python scripts/golden/spm_ids.py saved FOLDER GOLDEN_JSON [INDEX]
