@@ -6,9 +6,13 @@
 #   python3 -m venv /work/venv-spm && /work/venv-spm/bin/pip install transformers==5.25.0 gguf==0.19.0 \
 #       sentencepiece==0.2.3 protobuf==7.36.2 torch==2.15.0
 #   /work/venv-spm/bin/python scripts/golden/spm_ids.py tiny
-#       → crates/model/tests/data/spm/tiny_llama.gguf, tiny_gemma3.gguf, tiny_ids.json
+#       → crates/model/tests/data/spm/tiny_llama.gguf, tiny_phi3.gguf, tiny_gemma3.gguf, tiny_ids.json
 #   /work/venv-spm/bin/python scripts/golden/spm_ids.py gemma3 .cache/models/gemma-3-270m-q4_k_m.gguf
 #       → crates/model/tests/data/spm/gemma3_270m_ids.json (the file comes from scripts/fetch-gemma3.sh)
+#   /work/venv-spm/bin/python scripts/golden/spm_ids.py saved FOLDER GOLDEN_JSON [INDEX]
+#       checks that a tokenizer.json + tokenizer_config.json that softalign saved (TextTokenizer::save, or a
+#       save_pretrained output of a model loaded from one of these GGUF files) loads in transformers and gives
+#       the golden ids and strings of entry INDEX (default 0) of GOLDEN_JSON; prints the mismatches, exits 1 on any
 #
 # `tiny` trains a small SentencePiece BPE model (byte fallback, control and user-defined symbols) on the text
 # below and writes its vocabulary into two small GGUF files the way llama.cpp's converter does (tokens, scores,
@@ -247,11 +251,32 @@ def gemma3(path):
         f.write("\n")
 
 
+def saved(folder, golden_json, index):
+    expected = json.load(open(golden_json, encoding="utf-8"))["files"][index]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    mismatches = 0
+    for case in expected["cases"]:
+        got = {
+            "encode": tokenizer.encode(case["text"]),
+            "encode_plain": tokenizer.encode(case["text"], add_special_tokens=False),
+            "decode": tokenizer.decode(case["encode"]),
+            "decode_skip": tokenizer.decode(case["encode"], skip_special_tokens=True),
+        }
+        for field, value in got.items():
+            if value != case[field]:
+                mismatches += 1
+                print(f"{case['text']!r}: {field} {value!r}, expected {case[field]!r}")
+    print(f"{folder}: {len(expected['cases'])} texts, {mismatches} mismatches against {expected['file']}")
+    return mismatches == 0
+
+
 if __name__ == "__main__":
     np.random.seed(0)
     if sys.argv[1:2] == ["tiny"]:
         tiny()
     elif sys.argv[1:2] == ["gemma3"] and len(sys.argv) == 3:
         gemma3(sys.argv[2])
+    elif sys.argv[1:2] == ["saved"] and len(sys.argv) in (4, 5):
+        sys.exit(0 if saved(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) == 5 else 0) else 1)
     else:
-        sys.exit("usage: spm_ids.py tiny | spm_ids.py gemma3 PATH")
+        sys.exit("usage: spm_ids.py tiny | spm_ids.py gemma3 PATH | spm_ids.py saved FOLDER GOLDEN_JSON [INDEX]")

@@ -382,7 +382,10 @@ impl GgufFile {
             None => Ok(Vec::new()),
             Some(GgufValue::Array(items)) => items
                 .iter()
-                .map(|v| convert(v).ok_or_else(|| self.bad(format!("metadata {key}: expected {expected}"))))
+                .map(|v| {
+                    convert(v)
+                        .ok_or_else(|| self.bad(format!("metadata {key}: expected {expected}")))
+                })
                 .collect(),
             Some(_) => Err(self.bad(format!("metadata {key}: expected an array"))),
         }
@@ -681,11 +684,15 @@ impl GgufFile {
             scores: self.array("tokenizer.ggml.scores", "numbers", |v| {
                 v.as_f64().map(|x| x as f32)
             })?,
-            token_types: self.array("tokenizer.ggml.token_type", "32-bit integers", |v| match *v {
-                GgufValue::Int(n) => i32::try_from(n).ok(),
-                GgufValue::Uint(n) => i32::try_from(n).ok(),
-                _ => None,
-            })?,
+            token_types: self.array(
+                "tokenizer.ggml.token_type",
+                "32-bit integers",
+                |v| match *v {
+                    GgufValue::Int(n) => i32::try_from(n).ok(),
+                    GgufValue::Uint(n) => i32::try_from(n).ok(),
+                    _ => None,
+                },
+            )?,
             merges: self.strings("tokenizer.ggml.merges")?,
             bos_token_id: id("tokenizer.ggml.bos_token_id")?,
             eos_token_id: id("tokenizer.ggml.eos_token_id")?,

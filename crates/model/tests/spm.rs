@@ -123,9 +123,29 @@ fn reading_only_the_metadata_gives_the_whole_files_metadata() {
 }
 
 #[test]
+fn absent_flags_take_llama_cpps_defaults() {
+    let mut file = GgufFile::read(&data("tiny_llama.gguf")).unwrap();
+    // The tiny llama file has no add_space_prefix key: SentencePiece's default, a prefix space.
+    assert!(
+        !file
+            .metadata
+            .contains_key("tokenizer.ggml.add_space_prefix")
+    );
+    let vocabulary = file.vocabulary().unwrap();
+    assert!(vocabulary.add_space_prefix && vocabulary.add_bos_token && !vocabulary.add_eos_token);
+    // Without add_bos_token a SentencePiece vocabulary still adds BOS, as llama.cpp does.
+    file.metadata.remove("tokenizer.ggml.add_bos_token");
+    let tokenizer = file.vocabulary().unwrap().to_tokenizer(&file.path).unwrap();
+    assert_eq!(tokenizer.encode("").unwrap(), [1]);
+    // The Gemma file says add_space_prefix = false.
+    let gemma = GgufFile::read(&data("tiny_gemma3.gguf")).unwrap();
+    assert!(!gemma.vocabulary().unwrap().add_space_prefix);
+}
+
+#[test]
 fn gemma3_270m_tokenizes_as_transformers_does() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../.cache/models/gemma-3-270m-q4_k_m.gguf");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models/gemma-3-270m-q4_k_m.gguf");
     if !path.exists() {
         eprintln!(
             "note: skipped: {} is absent (run scripts/fetch-gemma3.sh)",

@@ -193,8 +193,10 @@ impl GgufVocabulary {
                 )
             })
             .collect();
-        Ok(json!({"type": "TemplateProcessing", "single": single, "pair": pair,
-                  "special_tokens": special_tokens}))
+        Ok(
+            json!({"type": "TemplateProcessing", "single": single, "pair": pair,
+                  "special_tokens": special_tokens}),
+        )
     }
 
     /// The byte-level BPE tokenizer these tables describe.

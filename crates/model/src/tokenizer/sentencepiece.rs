@@ -196,11 +196,7 @@ fn recover_merges<'a>(
         }
         merges[first..].sort_by_key(|m| m.ids);
     }
-    merges.sort_by(|a, b| {
-        b.rank
-            .total_cmp(&a.rank)
-            .then(b.lengths.cmp(&a.lengths))
-    });
+    merges.sort_by(|a, b| b.rank.total_cmp(&a.rank).then(b.lengths.cmp(&a.lengths)));
     merges.into_iter().map(|m| (m.left, m.right)).collect()
 }
 

@@ -48,7 +48,11 @@ fn pieces(tok: &TextTokenizer, ids: &[u32]) -> Vec<String> {
 #[test]
 fn merges_rank_by_score_then_by_the_longer_left_half() {
     let tokens = ["a", "b", "c", "ab", "bc", "abc"];
-    let ids: HashMap<&str, u32> = tokens.iter().enumerate().map(|(i, &t)| (t, i as u32)).collect();
+    let ids: HashMap<&str, u32> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| (t, i as u32))
+        .collect();
     let score = |t: &str| -(ids[t] as f64);
     // "abc" splits as a|bc and ab|c, tied on score: the longer left half comes first.
     assert_eq!(
@@ -61,7 +65,10 @@ fn merges_rank_by_score_then_by_the_longer_left_half() {
         "ab" => -2.0,
         _ => -3.0,
     };
-    assert_eq!(recover_merges(&ids, &tokens, reversed)[..2], [("b", "c"), ("a", "b")]);
+    assert_eq!(
+        recover_merges(&ids, &tokens, reversed)[..2],
+        [("b", "c"), ("a", "b")]
+    );
 }
 
 #[test]
@@ -128,10 +135,7 @@ fn add_eos_token_ends_the_text_with_eos() {
     v.add_bos_token = false;
     v.add_eos_token = true;
     let tok = build(&v);
-    assert_eq!(
-        pieces(&tok, &tok.encode("hi").unwrap()),
-        ["▁hi", "</s>"]
-    );
+    assert_eq!(pieces(&tok, &tok.encode("hi").unwrap()), ["▁hi", "</s>"]);
 }
 
 #[test]
@@ -147,7 +151,7 @@ fn bad_tables_are_refused_with_the_key() {
     v.scores.pop();
     assert_eq!(
         refuse(v),
-        "m.gguf: tokenizer: tokenizer.ggml.scores has 275 entries for 276 tokens"
+        "m.gguf: tokenizer: tokenizer.ggml.scores has 274 entries for 275 tokens"
     );
     let mut v = tiny("llama", true);
     v.bos_token_id = Some(9999);
