@@ -581,7 +581,15 @@ impl ModelConfig {
                 set("hidden_activation", json!(activation));
                 set("hidden_act", json!(activation));
                 set("attention_bias", json!(false));
-                set("query_pre_attn_scalar", json!(self.query_pre_attn_scalar));
+                // transformers validates it as an integer.
+                let scalar = self.query_pre_attn_scalar.map(|q| {
+                    if q.fract() == 0.0 && q < 1e15 {
+                        json!(q as u64)
+                    } else {
+                        json!(q)
+                    }
+                });
+                set("query_pre_attn_scalar", json!(scalar));
                 set("attn_logit_softcapping", json!(self.attn_logit_softcapping));
                 set(
                     "final_logit_softcapping",
