@@ -201,7 +201,10 @@ impl ModelConfig {
 
     /// The factor on attention scores: `1/√query_pre_attn_scalar` (Gemma) or `1/√head_dim`.
     pub fn attention_scale(&self) -> f64 {
-        1.0 / self.query_pre_attn_scalar.unwrap_or(self.head_dim as f64).sqrt()
+        1.0 / self
+            .query_pre_attn_scalar
+            .unwrap_or(self.head_dim as f64)
+            .sqrt()
     }
 
     /// Gemma's embedding scale √width, rounded to f32 as transformers rounds it to the weights'
@@ -442,9 +445,7 @@ impl ModelConfig {
         };
         let partial_rotary_factor = match number("partial_rotary_factor")? {
             Some(f) => f,
-            None => rope
-                .2
-                .unwrap_or(1.0),
+            None => rope.2.unwrap_or(1.0),
         };
         let config = Self {
             family,
@@ -500,7 +501,11 @@ impl ModelConfig {
             [one] => json!(one),
             many => json!(many),
         };
-        let global = hf_rope(&self.rope(false), self.rotary_dim(), self.max_position_embeddings)?;
+        let global = hf_rope(
+            &self.rope(false),
+            self.rotary_dim(),
+            self.max_position_embeddings,
+        )?;
         let rope_parameters = match self.rope_local_theta {
             Some(_) => json!({
                 "full_attention": global,
@@ -616,7 +621,11 @@ impl ModelConfig {
 
 /// The rope parameters transformers 5 writes for `rope` (partial rotary factor inside for
 /// Phi-3); llama.cpp divisors are written as the `llama3` scaling that produces them.
-fn hf_rope(rope: &Rope, rotary_dim: usize, max_positions: usize) -> std::result::Result<Value, String> {
+fn hf_rope(
+    rope: &Rope,
+    rotary_dim: usize,
+    max_positions: usize,
+) -> std::result::Result<Value, String> {
     let rope = match &rope.scaling {
         RopeScaling::Divisors(divisors) => Rope {
             theta: rope.theta,
@@ -680,7 +689,10 @@ fn family_of(object: &Map<String, Value>) -> std::result::Result<Family, (String
             .iter()
             .map(|v| {
                 v.as_str().ok_or_else(|| {
-                    ("architectures".to_string(), "expected class names".to_string())
+                    (
+                        "architectures".to_string(),
+                        "expected class names".to_string(),
+                    )
                 })
             })
             .collect::<std::result::Result<_, _>>()?,
@@ -803,35 +815,51 @@ fn rope_of(
             .as_f64()
             .ok_or_else(|| ("rope_theta".to_string(), "expected a number".to_string()))?,
     };
-    let object_at = |key: &str| -> std::result::Result<Option<&Map<String, Value>>, (String, String)> {
-        match object.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Object(o)) => Ok(Some(o)),
-            Some(_) => Err((key.to_string(), "expected an object".to_string())),
-        }
-    };
-    let partial = |params: &Map<String, Value>| params.get("partial_rotary_factor").and_then(Value::as_f64);
+    let object_at =
+        |key: &str| -> std::result::Result<Option<&Map<String, Value>>, (String, String)> {
+            match object.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Object(o)) => Ok(Some(o)),
+                Some(_) => Err((key.to_string(), "expected an object".to_string())),
+            }
+        };
+    let partial =
+        |params: &Map<String, Value>| params.get("partial_rotary_factor").and_then(Value::as_f64);
     let local_default = match object.get("rope_local_base_freq") {
         None | Some(Value::Null) => (family == Family::Gemma3).then_some(10_000.0),
         Some(v) => Some(v.as_f64().ok_or_else(|| {
-            ("rope_local_base_freq".to_string(), "expected a number".to_string())
+            (
+                "rope_local_base_freq".to_string(),
+                "expected a number".to_string(),
+            )
         })?),
     };
     if let Some(params) = object_at("rope_parameters")? {
-        let per_layer = params.contains_key("full_attention") || params.contains_key("sliding_attention");
+        let per_layer =
+            params.contains_key("full_attention") || params.contains_key("sliding_attention");
         if per_layer {
-            let entry = |key: &str| -> std::result::Result<Option<&Map<String, Value>>, (String, String)> {
-                match params.get(key) {
-                    None | Some(Value::Null) => Ok(None),
-                    Some(Value::Object(o)) => Ok(Some(o)),
-                    Some(_) => Err((format!("rope_parameters.{key}"), "expected an object".into())),
-                }
-            };
+            let entry =
+                |key: &str| -> std::result::Result<Option<&Map<String, Value>>, (String, String)> {
+                    match params.get(key) {
+                        None | Some(Value::Null) => Ok(None),
+                        Some(Value::Object(o)) => Ok(Some(o)),
+                        Some(_) => Err((
+                            format!("rope_parameters.{key}"),
+                            "expected an object".into(),
+                        )),
+                    }
+                };
             let full = entry("full_attention")?;
-            let global = Rope::from_hf_json(full, top_theta, object, "rope_parameters.full_attention")?;
+            let global =
+                Rope::from_hf_json(full, top_theta, object, "rope_parameters.full_attention")?;
             let local = match entry("sliding_attention")? {
                 Some(sliding) => {
-                    let rope = Rope::from_hf_json(Some(sliding), local_default.unwrap_or(top_theta), object, "rope_parameters.sliding_attention")?;
+                    let rope = Rope::from_hf_json(
+                        Some(sliding),
+                        local_default.unwrap_or(top_theta),
+                        object,
+                        "rope_parameters.sliding_attention",
+                    )?;
                     if rope.scaling != RopeScaling::None {
                         return Err((
                             "rope_parameters.sliding_attention.rope_type".into(),
@@ -976,7 +1004,10 @@ mod tests {
         v["rope_scaling"] = json!({"rope_type": "llama3", "factor": 8.0,
             "low_freq_factor": 1.0, "high_freq_factor": 4.0});
         let e = parse(v).unwrap_err().to_string();
-        assert!(e.contains("rope_scaling.original_max_position_embeddings: missing"), "{e}");
+        assert!(
+            e.contains("rope_scaling.original_max_position_embeddings: missing"),
+            "{e}"
+        );
         // ε out of range (defect: an infinite ε flattened every activation).
         for eps in [json!(1e300), json!(0.0), json!(-1.0)] {
             let mut v = base();

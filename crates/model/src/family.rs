@@ -151,9 +151,17 @@ const QK_NORMS: [TensorName; 2] = [
 /// Gemma 2 and 3: four norms (llama.cpp's `ffn_norm` is Gemma's pre-feed-forward norm).
 const GEMMA_BLOCK: [TensorName; 11] = [
     row(Slot::AttnNorm, "input_layernorm", "attn_norm"),
-    row(Slot::AttnOutNorm, "post_attention_layernorm", "post_attention_norm"),
+    row(
+        Slot::AttnOutNorm,
+        "post_attention_layernorm",
+        "post_attention_norm",
+    ),
     row(Slot::MlpNorm, "pre_feedforward_layernorm", "ffn_norm"),
-    row(Slot::MlpOutNorm, "post_feedforward_layernorm", "post_ffw_norm"),
+    row(
+        Slot::MlpOutNorm,
+        "post_feedforward_layernorm",
+        "post_ffw_norm",
+    ),
     row(Slot::Q, "self_attn.q_proj", "attn_q"),
     row(Slot::K, "self_attn.k_proj", "attn_k"),
     row(Slot::V, "self_attn.v_proj", "attn_v"),
@@ -323,7 +331,10 @@ pub fn refused_architecture(name: &str) -> Option<&'static str> {
     let table: [(&str, &str); 9] = [
         ("mixtral", "mixture-of-experts models are not supported"),
         ("moe", "mixture-of-experts models are not supported"),
-        ("deepseek", "DeepSeek's multi-head latent attention is not supported"),
+        (
+            "deepseek",
+            "DeepSeek's multi-head latent attention is not supported",
+        ),
         ("gemma3n", "Gemma 3n is not supported"),
         (
             "gemma3forconditionalgeneration",
@@ -356,7 +367,10 @@ mod tests {
                 }
             }
             assert_eq!(Family::from_model_type(family.model_type()), Some(family));
-            assert_eq!(Family::from_architecture(family.architecture()), Some(family));
+            assert_eq!(
+                Family::from_architecture(family.architecture()),
+                Some(family)
+            );
         }
     }
 

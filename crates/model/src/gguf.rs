@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Family, ModelConfig};
+use crate::error::{ModelError, Result, io_error};
 use crate::family::Slot;
 use crate::rope::RopeScaling;
-use crate::error::{ModelError, Result, io_error};
 use crate::tokenizer::GgufVocabulary;
 use crate::weights::{HostTensor, WeightMap};
 
@@ -594,9 +594,10 @@ impl GgufFile {
         let float = |name: &str| -> Result<Option<f64>> {
             match self.meta(&key(name)) {
                 None => Ok(None),
-                Some(v) => v.as_f64().map(Some).ok_or_else(|| {
-                    self.bad(format!("metadata {}: expected a number", key(name)))
-                }),
+                Some(v) => v
+                    .as_f64()
+                    .map(Some)
+                    .ok_or_else(|| self.bad(format!("metadata {}: expected a number", key(name)))),
             }
         };
         let original = self
@@ -760,7 +761,11 @@ impl GgufFile {
             .map(|(g, ..)| g.as_str())
             .chain(side)
             .collect();
-        if let Some(stray) = self.tensors.iter().find(|t| !known.contains(t.name.as_str())) {
+        if let Some(stray) = self
+            .tensors
+            .iter()
+            .find(|t| !known.contains(t.name.as_str()))
+        {
             return Err(self.bad(format!(
                 "tensor {} is not used by a {} model with this configuration",
                 stray.name, family

@@ -57,7 +57,6 @@ use burn::tensor::Device;
 use serde_json::Value;
 
 pub use config::{Activation, Family, ModelConfig};
-pub use rope::{Rope, RopeScaling};
 pub use device::{DeviceError, DeviceSpec};
 pub use error::{ModelError, Result};
 pub use generate::{GenerationConfig, Sampling, TextStream, generate, sample_token};
@@ -65,6 +64,7 @@ pub use gguf::GgufFile;
 pub use lora::{LoraConfig, load_adapter, load_pretrained_with_adapter, save_adapter};
 pub use memory::keep_freed_memory;
 pub use model::{CausalLm, KvCache, Linear, next_token_logps, token_logps};
+pub use rope::{Rope, RopeScaling};
 pub use score::{TextScore, score_text};
 pub use tokenizer::{ChatFormat, ChatMessage, TextTokenizer};
 pub use weights::{HostTensor, WeightMap};

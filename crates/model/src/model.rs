@@ -13,10 +13,10 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::config::{Activation, ModelConfig};
-use crate::rope::RotaryFrequencies;
-use crate::fused::{head_token_logps, rms_norm, swiglu};
 use crate::family::Slot;
+use crate::fused::{head_token_logps, rms_norm, swiglu};
 use crate::lora::LoraAdapter;
+use crate::rope::RotaryFrequencies;
 
 /// Root-mean-square normalisation with a learned gain: `x / √(mean(x²) + ε) · w`.
 #[derive(Module, Debug)]
@@ -427,7 +427,8 @@ impl Mlp {
 /// GELU with the tanh approximation (PyTorch's `gelu(approximate="tanh")`):
 /// `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`.
 fn gelu_tanh<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    let inner = (x.clone() + x.clone().powi_scalar(3) * 0.044715) * (2.0 / std::f64::consts::PI).sqrt();
+    let inner =
+        (x.clone() + x.clone().powi_scalar(3) * 0.044715) * (2.0 / std::f64::consts::PI).sqrt();
     x * (inner.tanh() + 1.0) * 0.5
 }
 
@@ -519,11 +520,19 @@ impl DecoderLayer {
             Some(norm) => norm.forward(y),
             None => y,
         };
-        let attended =
-            self.self_attn
-                .forward(self.attn_norm.forward(x.clone()), batch, time, rotaries, cache);
+        let attended = self.self_attn.forward(
+            self.attn_norm.forward(x.clone()),
+            batch,
+            time,
+            rotaries,
+            cache,
+        );
         let x = x + out_norm(&self.attn_out_norm, attended);
-        x.clone() + out_norm(&self.mlp_out_norm, self.mlp.forward(self.mlp_norm.forward(x)))
+        x.clone()
+            + out_norm(
+                &self.mlp_out_norm,
+                self.mlp.forward(self.mlp_norm.forward(x)),
+            )
     }
 }
 
@@ -582,8 +591,7 @@ impl CausalLm {
     /// A randomly initialised model (normal, σ = 0.02, as transformers initialises Llama; norm
     /// gains one, biases zero). Seed the device (`device.seed(s)`) for a reproducible draw.
     pub fn init(config: &ModelConfig, device: &Device) -> Self {
-        Self::assemble(config, &mut RandomParams(device))
-            .expect("random parameters cannot fail")
+        Self::assemble(config, &mut RandomParams(device)).expect("random parameters cannot fail")
     }
 
     /// Builds the model slot by slot from `params`, in the order of the family's table: each
@@ -606,7 +614,9 @@ impl CausalLm {
             let mut linear = |slot: Slot, input: usize, output: usize| -> crate::Result<Linear> {
                 let weight = params.matrix(slot, at, [input, output])?;
                 let bias = match (family.qkv_bias(), slot) {
-                    (true, Slot::Q | Slot::K | Slot::V) => Some(params.vector(slot, at, true, output)?),
+                    (true, Slot::Q | Slot::K | Slot::V) => {
+                        Some(params.vector(slot, at, true, output)?)
+                    }
                     _ => None,
                 };
                 Ok(Linear::new(weight, bias))
@@ -894,7 +904,12 @@ pub(crate) trait ParamSource {
 struct RandomParams<'a>(&'a Device);
 
 impl ParamSource for RandomParams<'_> {
-    fn matrix(&mut self, _: Slot, _: Option<usize>, shape: [usize; 2]) -> crate::Result<Param<Tensor<2>>> {
+    fn matrix(
+        &mut self,
+        _: Slot,
+        _: Option<usize>,
+        shape: [usize; 2],
+    ) -> crate::Result<Param<Tensor<2>>> {
         Ok(Param::from_tensor(Tensor::random(
             shape,
             Distribution::Normal(0.0, 0.02),
@@ -902,7 +917,13 @@ impl ParamSource for RandomParams<'_> {
         )))
     }
 
-    fn vector(&mut self, _: Slot, _: Option<usize>, bias: bool, len: usize) -> crate::Result<Param<Tensor<1>>> {
+    fn vector(
+        &mut self,
+        _: Slot,
+        _: Option<usize>,
+        bias: bool,
+        len: usize,
+    ) -> crate::Result<Param<Tensor<1>>> {
         Ok(Param::from_tensor(if bias {
             Tensor::zeros([len], self.0)
         } else {

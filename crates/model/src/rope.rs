@@ -108,7 +108,12 @@ impl Rope {
     /// The frequencies for sequences of `seq_len` positions (only `dynamic` and `longrope`
     /// depend on it, as transformers' dynamic update does), with `dim` rotated channels per head
     /// and `max_positions` the model's `max_position_embeddings`.
-    pub fn frequencies(&self, dim: usize, seq_len: usize, max_positions: usize) -> RotaryFrequencies {
+    pub fn frequencies(
+        &self,
+        dim: usize,
+        seq_len: usize,
+        max_positions: usize,
+    ) -> RotaryFrequencies {
         let theta = self.theta;
         let plain = |inv_freq| RotaryFrequencies {
             inv_freq,
@@ -142,8 +147,11 @@ impl Rope {
                 original_max,
             } => {
                 let old = *original_max as f32;
-                let (factor, low, high) =
-                    (*factor as f32, *low_freq_factor as f32, *high_freq_factor as f32);
+                let (factor, low, high) = (
+                    *factor as f32,
+                    *low_freq_factor as f32,
+                    *high_freq_factor as f32,
+                );
                 let (low_wavelen, high_wavelen) = (old / low, old / high);
                 plain(
                     default_inv_freq(theta, dim)
@@ -451,7 +459,10 @@ impl Rope {
             match params.get(key) {
                 Some(Value::Array(items)) => items
                     .iter()
-                    .map(|v| v.as_f64().ok_or_else(|| (name(key), "expected numbers".into())))
+                    .map(|v| {
+                        v.as_f64()
+                            .ok_or_else(|| (name(key), "expected numbers".into()))
+                    })
                     .collect(),
                 _ => Err((name(key), "missing (a list of numbers)".into())),
             }
@@ -542,20 +553,24 @@ fn yarn(
             0.1 * mscale * scale.ln() + 1.0
         }
     };
-    let attention_factor = shape.attention_factor.unwrap_or_else(|| {
-        match (shape.mscale, shape.mscale_all_dim) {
-            (Some(m), Some(all)) if m != 0.0 && all != 0.0 => {
-                get_mscale(factor, m) / get_mscale(factor, all)
-            }
-            _ => get_mscale(factor, 1.0),
-        }
-    });
+    let attention_factor =
+        shape
+            .attention_factor
+            .unwrap_or_else(|| match (shape.mscale, shape.mscale_all_dim) {
+                (Some(m), Some(all)) if m != 0.0 && all != 0.0 => {
+                    get_mscale(factor, m) / get_mscale(factor, all)
+                }
+                _ => get_mscale(factor, 1.0),
+            });
     let d = dim as f64;
     let correction_dim = |rotations: f64| {
         (d * (original_max as f64 / (rotations * 2.0 * std::f64::consts::PI)).ln())
             / (2.0 * theta.ln())
     };
-    let (mut low, mut high) = (correction_dim(shape.beta_fast), correction_dim(shape.beta_slow));
+    let (mut low, mut high) = (
+        correction_dim(shape.beta_fast),
+        correction_dim(shape.beta_slow),
+    );
     if shape.truncate {
         low = low.floor();
         high = high.ceil();

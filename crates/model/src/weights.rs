@@ -220,7 +220,9 @@ impl ParamSource for MapParams<'_> {
             self.weights.take(&name, &shape)?
         } else {
             // [in, out] in the model, [out, in] on disk.
-            self.weights.take(&name, &[shape[1], shape[0]])?.transposed()
+            self.weights
+                .take(&name, &[shape[1], shape[0]])?
+                .transposed()
         };
         Ok(param(tensor, self.device))
     }

@@ -18,7 +18,9 @@ use serde_json::Value;
 use softalign_model::{Family, KvCache, load_pretrained, next_token_logps, save_pretrained};
 
 fn local(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 struct Expected {
@@ -45,12 +47,23 @@ fn expected(folder: &Path) -> Expected {
 }
 
 /// Greedy decoding through the KV cache: the prompt in one call, then a token at a time.
-fn greedy(model: &softalign_model::CausalLm, prompt: &[u32], n: usize, device: &Device) -> Vec<u32> {
+fn greedy(
+    model: &softalign_model::CausalLm,
+    prompt: &[u32],
+    n: usize,
+    device: &Device,
+) -> Vec<u32> {
     let mut cache = KvCache::new(model);
     let mut logits = model.forward_cached(tokens(prompt, device), &mut cache);
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let next = logits.clone().argmax(1).into_data().iter::<i64>().next().unwrap() as u32;
+        let next = logits
+            .clone()
+            .argmax(1)
+            .into_data()
+            .iter::<i64>()
+            .next()
+            .unwrap() as u32;
         out.push(next);
         logits = model.forward_cached(tokens(&[next], device), &mut cache);
     }
@@ -62,15 +75,17 @@ fn greedy(model: &softalign_model::CausalLm, prompt: &[u32], n: usize, device: &
 fn check(source: &Path, folder: &Path, family: Family) -> softalign_model::Pretrained {
     let device = Device::default();
     let want = expected(folder);
-    let loaded = load_pretrained(source, &device)
-        .unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+    let loaded =
+        load_pretrained(source, &device).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
     assert_eq!(loaded.model.config.family, family, "{}", source.display());
     let input = tokens(&want.input_ids, &device);
     let logits = loaded.model.forward(input.clone());
     let err = max_abs_diff(&to_vec(logits.clone()), &want.logits);
     let logps = to_vec(next_token_logps(logits, input.clone()));
     let fast = to_vec(loaded.model.next_token_logps(input));
-    for (i, ((&got, &fused), &expected)) in logps.iter().zip(&fast).zip(&want.token_logps).enumerate() {
+    for (i, ((&got, &fused), &expected)) in
+        logps.iter().zip(&fast).zip(&want.token_logps).enumerate()
+    {
         let tolerance = 1e-3 * expected.abs().max(1.0);
         assert!(
             (got - expected).abs() <= tolerance && (fused - expected).abs() <= tolerance,
@@ -78,10 +93,22 @@ fn check(source: &Path, folder: &Path, family: Family) -> softalign_model::Pretr
             source.display()
         );
     }
-    eprintln!("{}: max |logit − transformers| = {err:.2e}", source.display());
-    assert!(err <= 1e-3, "{}: max abs logit error {err}", source.display());
+    eprintln!(
+        "{}: max |logit − transformers| = {err:.2e}",
+        source.display()
+    );
+    assert!(
+        err <= 1e-3,
+        "{}: max abs logit error {err}",
+        source.display()
+    );
     let continuation = greedy(&loaded.model, &want.input_ids, want.greedy.len(), &device);
-    assert_eq!(continuation, want.greedy, "{}: greedy continuation", source.display());
+    assert_eq!(
+        continuation,
+        want.greedy,
+        "{}: greedy continuation",
+        source.display()
+    );
     loaded
 }
 
@@ -111,7 +138,10 @@ fn llama31_rope_scaling_matches_transformers_from_hf_and_gguf() {
     let config: Value =
         serde_json::from_str(&std::fs::read_to_string(saved.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["rope_parameters"]["rope_type"], "llama3");
-    assert_eq!(config["rope_parameters"]["original_max_position_embeddings"], 64);
+    assert_eq!(
+        config["rope_parameters"]["original_max_position_embeddings"],
+        64
+    );
     std::fs::remove_dir_all(&saved).unwrap();
 }
 
@@ -144,7 +174,8 @@ fn phi3_fused_projections_match_transformers_from_hf_and_gguf() {
     let out = std::env::temp_dir().join(format!("softalign-phi3-names-{}", std::process::id()));
     save_pretrained(&hf.model, &hf.tokenizer, &out).unwrap();
     let names = |dir: &Path| {
-        let w = softalign_model::WeightMap::read_safetensors(&dir.join("model.safetensors")).unwrap();
+        let w =
+            softalign_model::WeightMap::read_safetensors(&dir.join("model.safetensors")).unwrap();
         let mut v: Vec<String> = w.tensors.keys().cloned().collect();
         v.sort();
         v

@@ -56,19 +56,42 @@ fn gemma3_270m_q4_k_m_scores_like_transformers() {
             .iter()
             .map(|v| v.as_f64().unwrap() as f32)
             .collect();
-        let mean = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).sum::<f32>() / want.len() as f32;
-        let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let mean = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f32>()
+            / want.len() as f32;
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         eprintln!("{text:?}: mean |Δ log p| {mean:.2e}, max {worst:.2e}");
         assert!(mean <= 0.02, "{text:?}: mean |Δ log p| {mean}");
 
         let mut cache = KvCache::new(&loaded.model);
-        let mut logits = loaded.model.forward_cached(tokens(&ids, &device), &mut cache);
+        let mut logits = loaded
+            .model
+            .forward_cached(tokens(&ids, &device), &mut cache);
         let mut greedy = Vec::new();
         for _ in 0..case["greedy_next_8"].as_array().unwrap().len() {
-            let next = logits.clone().argmax(1).into_data().iter::<i64>().next().unwrap() as u32;
+            let next = logits
+                .clone()
+                .argmax(1)
+                .into_data()
+                .iter::<i64>()
+                .next()
+                .unwrap() as u32;
             greedy.push(next);
-            logits = loaded.model.forward_cached(tokens(&[next], &device), &mut cache);
+            logits = loaded
+                .model
+                .forward_cached(tokens(&[next], &device), &mut cache);
         }
-        assert_eq!(greedy, token_ids(&case["greedy_next_8"]), "{text:?}: greedy");
+        assert_eq!(
+            greedy,
+            token_ids(&case["greedy_next_8"]),
+            "{text:?}: greedy"
+        );
     }
 }

@@ -276,11 +276,12 @@ fn targets_written_as_full_module_paths_or_a_regex_load_as_peft_matches_them() {
             ]
         })
         .collect();
-    let by_path = load_with_config("paths", |c| c["target_modules"] = serde_json::json!(paths))
-        .unwrap();
+    let by_path =
+        load_with_config("paths", |c| c["target_modules"] = serde_json::json!(paths)).unwrap();
     assert!(max_abs_diff(&logits(&by_path, &want.input_ids), &want.logits) < 1e-4);
     let by_regex = load_with_config("regex", |c| {
-        c["target_modules"] = Value::from(r"model\.layers\.\d+\.(self_attn\.(q|v)_proj|mlp\.down_proj)")
+        c["target_modules"] =
+            Value::from(r"model\.layers\.\d+\.(self_attn\.(q|v)_proj|mlp\.down_proj)")
     })
     .unwrap();
     assert!(max_abs_diff(&logits(&by_regex, &want.input_ids), &want.logits) < 1e-4);
@@ -301,14 +302,22 @@ fn a_phi3_adapter_is_one_lora_on_each_fused_projection_under_peft_names() {
     let loaded = load_pretrained(&folder, &device).unwrap();
     let model = loaded.model.clone().with_lora(&LoraConfig::new(2), 5);
     let names: Vec<&str> = model.linears().iter().map(|l| l.module).collect();
-    assert_eq!(&names[..4], ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]);
+    assert_eq!(
+        &names[..4],
+        ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
+    );
     let out = temp_dir("phi3");
     save_adapter(&model, &out, "hf-tiny-phi3").unwrap();
-    let weights = softalign_model::WeightMap::read_safetensors(&out.join(ADAPTER_WEIGHTS_FILE)).unwrap();
+    let weights =
+        softalign_model::WeightMap::read_safetensors(&out.join(ADAPTER_WEIGHTS_FILE)).unwrap();
     let key = "base_model.model.model.layers.0.self_attn.qkv_proj.lora_B.weight";
     // B of the fused projection spans q, k and v: [4·16 + 2·4·16, r].
     assert_eq!(weights.tensors[key].shape, vec![192, 2]);
     let reloaded = load_adapter(loaded.model.clone(), &out).unwrap();
-    assert_eq!(reloaded.lora_config().unwrap().targets.len(), 9, "all-linear");
+    assert_eq!(
+        reloaded.lora_config().unwrap().targets.len(),
+        9,
+        "all-linear"
+    );
     std::fs::remove_dir_all(&out).unwrap();
 }

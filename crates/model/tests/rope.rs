@@ -9,7 +9,11 @@ use serde_json::{Map, Value, json};
 use softalign_model::Rope;
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -69,8 +73,11 @@ fn every_scaling_matches_transformers_tables() {
                 for (which, want) in [("cos", &table["cos"][row]), ("sin", &table["sin"][row])] {
                     for (i, w) in floats(want).iter().enumerate() {
                         let angle = p * got.inv_freq[i];
-                        let g = if which == "cos" { angle.cos() } else { angle.sin() }
-                            * got.attention_factor;
+                        let g = if which == "cos" {
+                            angle.cos()
+                        } else {
+                            angle.sin()
+                        } * got.attention_factor;
                         assert!(
                             (g as f64 - w).abs() <= 2e-5,
                             "{name} len {len}: {which}[{p}][{i}] {g} vs {w}"

@@ -42,8 +42,10 @@ fn an_architecture_that_is_not_one_string_is_refused() {
     });
     assert!(e.contains("general.architecture: missing"), "{e}");
     let e = config_error(|f| {
-        f.metadata
-            .insert("general.architecture".into(), GgufValue::String("mixtral".into()));
+        f.metadata.insert(
+            "general.architecture".into(),
+            GgufValue::String("mixtral".into()),
+        );
     });
     assert!(e.contains("mixture-of-experts"), "{e}");
 }
@@ -85,7 +87,10 @@ fn tensors_the_configuration_does_not_use_are_refused_by_name() {
         extra.name = "blk.1.attn_norm.weight".into();
         f.tensors.push(extra);
     });
-    assert!(e.contains("tensor blk.1.attn_norm.weight is not used"), "{e}");
+    assert!(
+        e.contains("tensor blk.1.attn_norm.weight is not used"),
+        "{e}"
+    );
     // A bias the llama family does not have.
     let e = weights_error(|f| {
         let mut extra = f.tensor_info("blk.0.attn_norm.weight").unwrap().clone();
