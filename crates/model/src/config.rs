@@ -445,7 +445,7 @@ impl ModelConfig {
         };
         let partial_rotary_factor = match number("partial_rotary_factor")? {
             Some(f) => f,
-            None => rope.2.unwrap_or(1.0),
+            None => rope.partial_rotary_factor.unwrap_or(1.0),
         };
         let config = Self {
             family,
@@ -457,15 +457,15 @@ impl ModelConfig {
             num_key_value_heads,
             head_dim,
             rms_norm_eps,
-            rope_theta: rope.0.theta,
+            rope_theta: rope.global.theta,
             tie_word_embeddings,
             max_position_embeddings: usize_field("max_position_embeddings")?.unwrap_or(2048),
             bos_token_id: token_ids("bos_token_id")?.first().copied(),
             eos_token_ids: token_ids("eos_token_id")?,
             sliding_window,
             sliding_layers,
-            rope_scaling: rope.0.scaling,
-            rope_local_theta: rope.1,
+            rope_scaling: rope.global.scaling,
+            rope_local_theta: rope.local_theta,
             partial_rotary_factor,
             hidden_activation,
             query_pre_attn_scalar: if family.is_gemma() {
@@ -801,13 +801,22 @@ fn activation(
     }
 }
 
-/// The rotary parameters: `(global rope, Gemma 3's local base, partial rotary factor inside
-/// rope_parameters)`, from transformers 5's `rope_parameters` (flat, or per layer type) or
+/// A `(field, problem)` error of one of the parsing helpers below.
+type FieldResult<T> = std::result::Result<T, (String, String)>;
+
+/// The rotary parameters a `config.json` gives.
+struct HfRope {
+    /// The global layers' base and scaling.
+    global: Rope,
+    /// Gemma 3's base on sliding layers.
+    local_theta: Option<f64>,
+    /// `partial_rotary_factor` inside `rope_parameters` (Phi-3 under transformers 5).
+    partial_rotary_factor: Option<f64>,
+}
+
+/// The rotary parameters, from transformers 5's `rope_parameters` (flat, or per layer type) or
 /// transformers 4's `rope_theta` / `rope_scaling` / `rope_local_base_freq`.
-fn rope_of(
-    object: &Map<String, Value>,
-    family: Family,
-) -> std::result::Result<(Rope, Option<f64>, Option<f64>), (String, String)> {
+fn rope_of(object: &Map<String, Value>, family: Family) -> FieldResult<HfRope> {
     let top_theta = match object.get("rope_theta") {
         // transformers' default.
         None | Some(Value::Null) => 10_000.0,
@@ -870,14 +879,26 @@ fn rope_of(
                 }
                 None => local_default,
             };
-            return Ok((global, local, full.and_then(partial)));
+            return Ok(HfRope {
+                global,
+                local_theta: local,
+                partial_rotary_factor: full.and_then(partial),
+            });
         }
         let rope = Rope::from_hf_json(Some(params), top_theta, object, "rope_parameters")?;
-        return Ok((rope, local_default, partial(params)));
+        return Ok(HfRope {
+            global: rope,
+            local_theta: local_default,
+            partial_rotary_factor: partial(params),
+        });
     }
     let scaling = object_at("rope_scaling")?;
     let rope = Rope::from_hf_json(scaling, top_theta, object, "rope_scaling")?;
-    Ok((rope, local_default, None))
+    Ok(HfRope {
+        global: rope,
+        local_theta: local_default,
+        partial_rotary_factor: None,
+    })
 }
 
 /// The sliding window and which layers use it: Mistral's and Phi-3's window applies to every
@@ -887,7 +908,7 @@ fn sliding_of(
     object: &Map<String, Value>,
     family: Family,
     layers: usize,
-) -> std::result::Result<(Option<usize>, Option<Vec<bool>>), (String, String)> {
+) -> FieldResult<(Option<usize>, Option<Vec<bool>>)> {
     let window = match object.get("sliding_window") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_u64().map(|n| n as usize).ok_or_else(|| {
