@@ -32,6 +32,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod chat_template;
 pub mod checkpointing;
 pub mod config;
 pub mod device;
@@ -61,7 +62,7 @@ pub use lora::{LoraConfig, load_adapter, load_pretrained_with_adapter, save_adap
 pub use memory::keep_freed_memory;
 pub use model::{CausalLm, KvCache, Linear, next_token_logps, token_logps};
 pub use score::{TextScore, score_text};
-pub use tokenizer::{ChatFormat, ChatMessage, TextTokenizer};
+pub use tokenizer::{ChatMessage, TextTokenizer};
 pub use weights::{HostTensor, WeightMap};
 
 use error::io_error;
