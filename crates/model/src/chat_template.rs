@@ -95,7 +95,10 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         tokens: &TemplateTokens,
     ) -> Result<String> {
-        let env = self.compiled.as_ref().map_err(|problem| self.error(problem))?;
+        let env = self
+            .compiled
+            .as_ref()
+            .map_err(|problem| self.error(problem))?;
         let messages: Vec<Value> = messages
             .iter()
             .map(|m| {
@@ -111,7 +114,10 @@ impl ChatTemplate {
             ("tools", Value::from(())),
             ("documents", Value::from(())),
         ];
-        for (name, token) in [("bos_token", &tokens.bos_token), ("eos_token", &tokens.eos_token)] {
+        for (name, token) in [
+            ("bos_token", &tokens.bos_token),
+            ("eos_token", &tokens.eos_token),
+        ] {
             if let Some(token) = token {
                 context.push((name, Value::from(token.as_str())));
             }
@@ -173,7 +179,11 @@ fn describe(error: &Error) -> String {
         (_, None) => error.kind().to_string(),
     };
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    let what = if raised { "raised by the template" } else { "template" };
+    let what = if raised {
+        "raised by the template"
+    } else {
+        "template"
+    };
     match error.line() {
         Some(line) => format!("{text} ({what}, line {line})"),
         None => format!("{text} ({what})"),
@@ -377,8 +387,7 @@ fn strftime_now(format: String) -> std::result::Result<String, Error> {
     let seconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    strftime(&format, seconds)
-        .map_err(|problem| Error::new(ErrorKind::InvalidOperation, problem))
+    strftime(&format, seconds).map_err(|problem| Error::new(ErrorKind::InvalidOperation, problem))
 }
 
 const MONTHS: [&str; 12] = [
@@ -548,8 +557,13 @@ mod tests {
     fn syntax_and_method_errors_are_reported_when_rendering() {
         let e = render("{% if %}", &[]).unwrap_err().to_string();
         assert!(e.starts_with("t.json: chat_template: syntax error"), "{e}");
-        let e = render("{{ messages.nope() }}", &[]).unwrap_err().to_string();
-        assert!(e.starts_with("t.json: chat_template: unknown method"), "{e}");
+        let e = render("{{ messages.nope() }}", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("t.json: chat_template: unknown method"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -234,7 +234,11 @@ impl TextTokenizer {
             "<end_of_turn>",
             "<|end|>",
         ];
-        for name in names.iter().copied().chain(self.tokens.eos_token.as_deref()) {
+        for name in names
+            .iter()
+            .copied()
+            .chain(self.tokens.eos_token.as_deref())
+        {
             if let Some(id) = self.token_id(name)
                 && !ids.contains(&id)
             {
@@ -257,7 +261,10 @@ impl TextTokenizer {
         let after = &text[text.rfind(REPLY)? + REPLY.len()..];
         let first = *self.inner.encode(after, false).ok()?.get_ids().first()?;
         let added = self.inner.get_added_tokens_decoder();
-        added.get(&first).is_some_and(|t| t.special).then_some(first)
+        added
+            .get(&first)
+            .is_some_and(|t| t.special)
+            .then_some(first)
     }
 
     /// Writes `tokenizer.json`, a `tokenizer_config.json` (chat template, BOS/EOS names) and the

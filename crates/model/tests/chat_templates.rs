@@ -29,12 +29,7 @@ fn messages(list: &Value) -> Vec<ChatMessage> {
     list.as_array()
         .unwrap()
         .iter()
-        .map(|m| {
-            ChatMessage::new(
-                m["role"].as_str().unwrap(),
-                m["content"].as_str().unwrap(),
-            )
-        })
+        .map(|m| ChatMessage::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
         .collect()
 }
 
@@ -61,7 +56,8 @@ fn renderings_match_transformers_byte_for_byte() {
             let add_generation_prompt = case["add_generation_prompt"].as_bool().unwrap();
             let turns = messages(&conversations[conversation]);
             let got = template.render(&turns, add_generation_prompt, &tokens);
-            let label = format!("{name} {conversation} add_generation_prompt={add_generation_prompt}");
+            let label =
+                format!("{name} {conversation} add_generation_prompt={add_generation_prompt}");
             match (case.get("text"), case.get("error")) {
                 (Some(text), None) => {
                     assert_eq!(got.unwrap(), text.as_str().unwrap(), "{label}");
@@ -105,7 +101,8 @@ fn llama_3_2_dates_its_system_turn_with_strftime_now() {
         .find(|c| c["conversation"] == "system_user" && c["add_generation_prompt"] == true)
         .unwrap();
     let fixed = case["text"].as_str().unwrap();
-    let dated = |date: &str| fixed.replace("Today Date: 26 Jul 2024", &format!("Today Date: {date}"));
+    let dated =
+        |date: &str| fixed.replace("Today Date: 26 Jul 2024", &format!("Today Date: {date}"));
     assert!(text == dated(&before) || text == dated(&after), "{text}");
 }
 
@@ -122,8 +119,23 @@ fn today() -> String {
         day -= if leap(year) { 366 } else { 365 };
         year += 1;
     }
-    let lengths = [31, if leap(year) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
-    let names = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let lengths = [
+        31,
+        if leap(year) { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let names = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let mut month = 0;
     while day >= lengths[month] {
         day -= lengths[month];
@@ -140,8 +152,10 @@ fn tokenizer_json(specials: &[&str], bos: Option<&str>) -> Value {
     let mut added = Vec::new();
     for (i, s) in specials.iter().enumerate() {
         vocab.insert(s.to_string(), json!(i + 1));
-        added.push(json!({"id": i + 1, "content": s, "single_word": false, "lstrip": false,
-                          "rstrip": false, "normalized": false, "special": true}));
+        added.push(
+            json!({"id": i + 1, "content": s, "single_word": false, "lstrip": false,
+                          "rstrip": false, "normalized": false, "special": true}),
+        );
     }
     let post_processor = match bos {
         Some(bos) => {
@@ -203,31 +217,69 @@ fn llama3_prompt_has_one_bos_and_turns_end_with_eot() {
     let tok = TextTokenizer::from_file(&dir.join("tokenizer.json")).unwrap();
     let turns = [ChatMessage::new("user", "Hello")];
     let text = tok.apply_chat_template(&turns, true).unwrap();
-    assert!(text.starts_with("<|begin_of_text|><|start_header_id|>system"), "{text}");
-    assert!(text.ends_with("<|start_header_id|>assistant<|end_header_id|>\n\n"), "{text}");
+    assert!(
+        text.starts_with("<|begin_of_text|><|start_header_id|>system"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("<|start_header_id|>assistant<|end_header_id|>\n\n"),
+        "{text}"
+    );
     let bos = tok.token_id("<|begin_of_text|>").unwrap();
     let ids = tok.encode_chat(&text).unwrap();
     assert_eq!(ids[0], bos);
     assert_eq!(ids.iter().filter(|&&id| id == bos).count(), 1, "{ids:?}");
     // Plain text still gets the post-processor's BOS.
     assert_eq!(tok.encode("Hello").unwrap()[0], bos);
-    assert_eq!(tok.end_of_turn_ids()[0], tok.token_id("<|eot_id|>").unwrap());
+    assert_eq!(
+        tok.end_of_turn_ids()[0],
+        tok.token_id("<|eot_id|>").unwrap()
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn each_family_ends_a_reply_with_its_own_turn_token() {
     let cases = [
-        ("gemma-3-it", vec!["<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"], "<end_of_turn>"),
-        ("phi-3.5-mini-instruct", vec!["<s>", "<|endoftext|>", "<|user|>", "<|assistant|>", "<|end|>"], "<|end|>"),
-        ("mistral-nemo-instruct", vec!["<s>", "</s>", "[INST]", "[/INST]"], "</s>"),
-        ("qwen2.5-instruct", vec!["<|endoftext|>", "<|im_start|>", "<|im_end|>"], "<|im_end|>"),
-        ("qwen3", vec!["<|endoftext|>", "<|im_start|>", "<|im_end|>"], "<|im_end|>"),
+        (
+            "gemma-3-it",
+            vec!["<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"],
+            "<end_of_turn>",
+        ),
+        (
+            "phi-3.5-mini-instruct",
+            vec![
+                "<s>",
+                "<|endoftext|>",
+                "<|user|>",
+                "<|assistant|>",
+                "<|end|>",
+            ],
+            "<|end|>",
+        ),
+        (
+            "mistral-nemo-instruct",
+            vec!["<s>", "</s>", "[INST]", "[/INST]"],
+            "</s>",
+        ),
+        (
+            "qwen2.5-instruct",
+            vec!["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+            "<|im_end|>",
+        ),
+        (
+            "qwen3",
+            vec!["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+            "<|im_end|>",
+        ),
     ];
     let expected = expected();
     for (name, specials, turn_end) in cases {
         let dir = temp_folder(name);
-        write_json(&dir.join("tokenizer.json"), &tokenizer_json(&specials, None));
+        write_json(
+            &dir.join("tokenizer.json"),
+            &tokenizer_json(&specials, None),
+        );
         let spec = &expected["templates"][name];
         write_json(
             &dir.join("tokenizer_config.json"),
@@ -236,7 +288,11 @@ fn each_family_ends_a_reply_with_its_own_turn_token() {
         // The template as transformers ≥ 4.43 saves it, in its own file.
         std::fs::write(dir.join("chat_template.jinja"), template_text(name)).unwrap();
         let tok = TextTokenizer::from_file(&dir.join("tokenizer.json")).unwrap();
-        assert_eq!(tok.end_of_turn_ids()[0], tok.token_id(turn_end).unwrap(), "{name}");
+        assert_eq!(
+            tok.end_of_turn_ids()[0],
+            tok.token_id(turn_end).unwrap(),
+            "{name}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
@@ -255,14 +311,27 @@ fn template_sources_follow_transformers_priority() {
         &json!({"chat_template": [{"name": "tool_use", "template": "tools"},
                                   {"name": "default", "template": "default:{{ messages[0].content }}"}]}),
     );
-    assert_eq!(load().unwrap().apply_chat_template(&one, false).unwrap(), "default:x");
+    assert_eq!(
+        load().unwrap().apply_chat_template(&one, false).unwrap(),
+        "default:x"
+    );
     // chat_template.jinja beside it wins, as in transformers.
-    std::fs::write(dir.join("chat_template.jinja"), "jinja:{{ messages[0].content }}").unwrap();
-    assert_eq!(load().unwrap().apply_chat_template(&one, false).unwrap(), "jinja:x");
+    std::fs::write(
+        dir.join("chat_template.jinja"),
+        "jinja:{{ messages[0].content }}",
+    )
+    .unwrap();
+    assert_eq!(
+        load().unwrap().apply_chat_template(&one, false).unwrap(),
+        "jinja:x"
+    );
     std::fs::remove_file(dir.join("chat_template.jinja")).unwrap();
 
     // Malformed fields are one-line errors naming the file and the field.
-    write_json(&config, &json!({"chat_template": [{"name": "tool_use", "template": "t"}]}));
+    write_json(
+        &config,
+        &json!({"chat_template": [{"name": "tool_use", "template": "t"}]}),
+    );
     let e = load().unwrap_err().to_string();
     assert_eq!(
         e,
@@ -273,7 +342,13 @@ fn template_sources_follow_transformers_priority() {
     );
     write_json(&config, &json!({"chat_template": 3}));
     let e = load().unwrap_err().to_string();
-    assert!(e.starts_with(&format!("{}: chat_template: expected a string", config.display())), "{e}");
+    assert!(
+        e.starts_with(&format!(
+            "{}: chat_template: expected a string",
+            config.display()
+        )),
+        "{e}"
+    );
 
     // No template: ChatML, the tokenizer's BOS kept as for plain text.
     write_json(&config, &json!({"eos_token": "<s>"}));
@@ -313,7 +388,10 @@ fn a_saved_tokenizer_keeps_its_template_and_special_tokens() {
 
     // A tokenizer without a template saved over that folder removes the stale template file.
     let plain_dir = temp_folder("save-plain");
-    write_json(&plain_dir.join("tokenizer.json"), &tokenizer_json(&["<s>"], None));
+    write_json(
+        &plain_dir.join("tokenizer.json"),
+        &tokenizer_json(&["<s>"], None),
+    );
     let plain = TextTokenizer::from_file(&plain_dir.join("tokenizer.json")).unwrap();
     plain.save(&out).unwrap();
     assert!(!out.join("chat_template.jinja").exists());
