@@ -68,7 +68,11 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     } else {
         args.prompt.clone()
     };
-    let prompt = loaded.tokenizer.encode(&text)?;
+    let prompt = if args.chat {
+        loaded.tokenizer.encode_chat(&text)?
+    } else {
+        loaded.tokenizer.encode(&text)?
+    };
     let settings = GenerationConfig {
         max_new_tokens: args.max_tokens,
         sampling,

@@ -240,12 +240,21 @@ impl Judge {
         }
     }
 
+    /// Ids of a judge prompt: a chat-rendered one without a second BOS (its template wrote one).
+    fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(if self.chat {
+            self.tokenizer.encode_chat(text)?
+        } else {
+            self.tokenizer.encode(text)?
+        })
+    }
+
     /// The shared context ids and each answer's ids after it (see the module documentation).
     fn split_answers(&self, prompt: &str) -> Result<(Vec<u32>, [Vec<u32>; 2])> {
-        let bare = self.tokenizer.encode(prompt)?;
+        let bare = self.encode_prompt(prompt)?;
         let full = [
-            self.tokenizer.encode(&format!("{prompt}{}", ANSWERS[0]))?,
-            self.tokenizer.encode(&format!("{prompt}{}", ANSWERS[1]))?,
+            self.encode_prompt(&format!("{prompt}{}", ANSWERS[0]))?,
+            self.encode_prompt(&format!("{prompt}{}", ANSWERS[1]))?,
         ];
         let common = |a: &[u32], b: &[u32]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
         let shared = common(&full[0], &bare).min(common(&full[1], &bare));

@@ -33,6 +33,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod chat_template;
 pub mod checkpointing;
 pub mod config;
 pub mod device;
@@ -66,7 +67,7 @@ pub use memory::keep_freed_memory;
 pub use model::{CausalLm, KvCache, Linear, next_token_logps, token_logps};
 pub use rope::{Rope, RopeScaling};
 pub use score::{TextScore, score_text};
-pub use tokenizer::{ChatFormat, ChatMessage, TextTokenizer};
+pub use tokenizer::{ChatMessage, TextTokenizer};
 pub use weights::{HostTensor, WeightMap};
 
 use error::io_error;

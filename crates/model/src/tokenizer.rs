@@ -3,11 +3,14 @@
 //!
 //! Text is encoded exactly as the model's tokenizer encodes it: special tokens (BOS) come only
 //! from the tokenizer's post-processor, which for GGUF files is built from `add_bos_token`.
+//! Conversations are rendered by the checkpoint's own Jinja chat template
+//! ([`crate::chat_template`]), or as ChatML when the checkpoint ships none.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::chat_template::{ChatTemplate, TemplateTokens};
 use crate::error::{ModelError, Result, io_error};
 
 mod gguf_vocab;
@@ -34,63 +37,13 @@ impl ChatMessage {
     }
 }
 
-/// The conversation formats this crate renders (the Jinja templates that checkpoints ship are
-/// recognised, not interpreted).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChatFormat {
-    /// ChatML (`<|im_start|>role\ncontent<|im_end|>\n`), as SmolLM2 and Qwen use, with the
-    /// system turn the template inserts when the conversation has none.
-    ChatMl {
-        /// System prompt added when the first message is not a system message.
-        default_system: Option<String>,
-    },
-    /// Zephyr (`<|role|>\ncontent</s>\n`), as TinyLlama-Chat uses.
-    Zephyr,
-}
-
-impl ChatFormat {
-    /// Recognises the format of a Jinja chat template; `None` when it is neither ChatML nor Zephyr.
-    pub fn detect(template: &str) -> Option<Self> {
-        if template.contains("<|im_start|>") {
-            return Some(ChatFormat::ChatMl {
-                default_system: default_system_prompt(template),
-            });
-        }
-        if template.contains("<|user|>") && template.contains("<|assistant|>") {
-            return Some(ChatFormat::Zephyr);
-        }
-        None
-    }
-}
-
-/// The literal system prompt in `'<|im_start|>system\n…<|im_end|>` of a ChatML template that
-/// inserts one when the conversation lacks a system turn.
-fn default_system_prompt(template: &str) -> Option<String> {
-    if !template.contains("messages[0]['role'] != 'system'") {
-        return None;
-    }
-    for opener in ["<|im_start|>system\n", "<|im_start|>system\\n"] {
-        if let Some(start) = template.find(opener) {
-            let rest = &template[start + opener.len()..];
-            let end = rest.find("<|im_end|>")?;
-            let text = &rest[..end];
-            if text.contains("{{") || text.contains('\'') {
-                return None;
-            }
-            return Some(text.replace("\\n", "\n"));
-        }
-    }
-    None
-}
-
 /// A tokenizer with the facts about special tokens and chat format that generation needs.
 #[derive(Clone)]
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
     source: PathBuf,
-    chat_template: Option<String>,
-    bos_token: Option<String>,
-    eos_token: Option<String>,
+    chat_template: Option<ChatTemplate>,
+    tokens: TemplateTokens,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -103,16 +56,15 @@ impl std::fmt::Debug for TextTokenizer {
 }
 
 impl TextTokenizer {
-    /// Reads `tokenizer.json`, and `tokenizer_config.json` beside it when present (chat template,
-    /// BOS and EOS token names).
+    /// Reads `tokenizer.json`, and beside it the chat template and the BOS and EOS token names as
+    /// `transformers` finds them: the template from `chat_template.jinja` when present, else from
+    /// `tokenizer_config.json`'s `chat_template` (a string, or a list of `{name, template}` whose
+    /// `default` is used); `bos_token` and `eos_token` from `tokenizer_config.json` (a string or an
+    /// `{"content": …}` object), else from `special_tokens_map.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
         // Parsed as JSON first, then built from the value: tokenizers' own reader panics on some
         // malformed documents (its decoder helper `expect`s), but never on a JSON value.
-        let text = std::fs::read_to_string(path).map_err(io_error(path))?;
-        let document: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json {
-            path: path.to_path_buf(),
-            cause,
-        })?;
+        let document = read_json(path)?;
         let inner: tokenizers::Tokenizer =
             serde_json::from_value(document).map_err(|e| ModelError::Tokenizer {
                 path: path.to_path_buf(),
@@ -122,27 +74,14 @@ impl TextTokenizer {
             inner,
             source: path.to_path_buf(),
             chat_template: None,
-            bos_token: None,
-            eos_token: None,
+            tokens: TemplateTokens::default(),
         };
-        let config_path = path.with_file_name("tokenizer_config.json");
-        if config_path.exists() {
-            let text = std::fs::read_to_string(&config_path).map_err(io_error(&config_path))?;
-            let config: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json {
-                path: config_path.clone(),
-                cause,
-            })?;
-            tokenizer.chat_template = match config.get("chat_template") {
-                Some(Value::String(t)) => Some(t.clone()),
-                // A list of named templates: take the default one.
-                Some(Value::Array(named)) => named
-                    .iter()
-                    .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
-                    .and_then(|t| t.get("template"))
-                    .and_then(Value::as_str)
-                    .map(str::to_string),
-                _ => None,
-            };
+        for name in ["tokenizer_config.json", "special_tokens_map.json"] {
+            let config_path = path.with_file_name(name);
+            if !config_path.exists() {
+                continue;
+            }
+            let config = read_json(&config_path)?;
             let token_name = |field: &str| match config.get(field) {
                 Some(Value::String(s)) => Some(s.clone()),
                 Some(Value::Object(o)) => {
@@ -150,21 +89,23 @@ impl TextTokenizer {
                 }
                 _ => None,
             };
-            tokenizer.bos_token = token_name("bos_token");
-            tokenizer.eos_token = token_name("eos_token");
-        }
-        if tokenizer.chat_template.is_none() {
-            let jinja = path.with_file_name("chat_template.jinja");
-            if jinja.exists() {
-                tokenizer.chat_template =
-                    Some(std::fs::read_to_string(&jinja).map_err(io_error(&jinja))?);
+            let tokens = &mut tokenizer.tokens;
+            tokens.bos_token = tokens.bos_token.take().or_else(|| token_name("bos_token"));
+            tokens.eos_token = tokens.eos_token.take().or_else(|| token_name("eos_token"));
+            if name == "tokenizer_config.json" {
+                tokenizer.chat_template = config_template(&config, &config_path)?;
             }
+        }
+        let jinja = path.with_file_name("chat_template.jinja");
+        if jinja.exists() {
+            let text = std::fs::read_to_string(&jinja).map_err(io_error(&jinja))?;
+            tokenizer.chat_template = Some(ChatTemplate::new(text, &jinja, "template"));
         }
         Ok(tokenizer)
     }
 
     /// Builds a tokenizer from a `tokenizer.json` document held in memory; `source` names it in
-    /// errors.
+    /// errors (a GGUF file's template is reported as its `tokenizer.chat_template`).
     pub fn from_json(
         document: &Value,
         source: &Path,
@@ -177,12 +118,22 @@ impl TextTokenizer {
                 path: source.to_path_buf(),
                 problem: e.to_string(),
             })?;
+        let is_gguf = source
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        let field = if is_gguf {
+            "tokenizer.chat_template"
+        } else {
+            "chat_template"
+        };
         Ok(Self {
             inner,
             source: source.to_path_buf(),
-            chat_template,
-            bos_token,
-            eos_token,
+            chat_template: chat_template.map(|text| ChatTemplate::new(text, source, field)),
+            tokens: TemplateTokens {
+                bos_token,
+                eos_token,
+            },
         })
     }
 
@@ -198,7 +149,7 @@ impl TextTokenizer {
 
     /// The Jinja chat template the checkpoint ships, if any.
     pub fn chat_template(&self) -> Option<&str> {
-        self.chat_template.as_deref()
+        self.chat_template.as_ref().map(ChatTemplate::source)
     }
 
     fn error(&self, problem: impl ToString) -> ModelError {
@@ -213,6 +164,20 @@ impl TextTokenizer {
     /// `<|im_start|>`, become their single ids.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self.inner.encode(text, true).map_err(|e| self.error(e))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Token ids of a conversation rendered by [`TextTokenizer::apply_chat_template`] (perhaps
+    /// followed by text of the caller's). The checkpoint's template writes its special tokens
+    /// itself (`{{ bos_token }}` included), so, as `transformers`' `apply_chat_template(…,
+    /// tokenize=True)` does, the post-processor adds none: no second BOS. The built-in ChatML of a
+    /// tokenizer without a template has no BOS of its own and is encoded as plain text is.
+    pub fn encode_chat(&self, rendered: &str) -> Result<Vec<u32>> {
+        let add_special_tokens = self.chat_template.is_none();
+        let encoding = self
+            .inner
+            .encode(rendered, add_special_tokens)
+            .map_err(|e| self.error(e))?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -233,61 +198,52 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
-    /// The chat format: recognised from the shipped template, ChatML when there is none.
-    pub fn chat_format(&self) -> Result<ChatFormat> {
-        match &self.chat_template {
-            None => Ok(ChatFormat::ChatMl {
-                default_system: None,
-            }),
-            Some(template) => ChatFormat::detect(template).ok_or_else(|| {
-                self.error("chat template is neither chatml nor zephyr; not supported")
-            }),
-        }
-    }
-
-    /// Renders a conversation as the model's chat template does; with `add_generation_prompt`
-    /// the text ends with the opening of an assistant turn.
+    /// Renders a conversation as `transformers`' `apply_chat_template(messages,
+    /// add_generation_prompt=…, tokenize=False)` does with the checkpoint's own template; with
+    /// `add_generation_prompt` the text ends with the opening of an assistant turn. A tokenizer
+    /// without a template renders ChatML (`<|im_start|>role\ncontent<|im_end|>\n`, and
+    /// `<|im_start|>assistant\n` as the generation prompt), where `transformers` would refuse.
+    /// Encode the result with [`TextTokenizer::encode_chat`].
     pub fn apply_chat_template(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String> {
+        if let Some(template) = &self.chat_template {
+            return template.render(messages, add_generation_prompt, &self.tokens);
+        }
         let mut text = String::new();
-        match self.chat_format()? {
-            ChatFormat::ChatMl { default_system } => {
-                if let Some(system) = default_system
-                    && messages.first().is_none_or(|m| m.role != "system")
-                {
-                    text.push_str(&format!("<|im_start|>system\n{system}<|im_end|>\n"));
-                }
-                for m in messages {
-                    text.push_str(&format!(
-                        "<|im_start|>{}\n{}<|im_end|>\n",
-                        m.role, m.content
-                    ));
-                }
-                if add_generation_prompt {
-                    text.push_str("<|im_start|>assistant\n");
-                }
-            }
-            ChatFormat::Zephyr => {
-                let eos = self.eos_token.clone().unwrap_or_else(|| "</s>".into());
-                for m in messages {
-                    text.push_str(&format!("<|{}|>\n{}{eos}\n", m.role, m.content));
-                }
-                if add_generation_prompt {
-                    text.push_str("<|assistant|>\n");
-                }
-            }
+        for m in messages {
+            text.push_str(&format!(
+                "<|im_start|>{}\n{}<|im_end|>\n",
+                m.role, m.content
+            ));
+        }
+        if add_generation_prompt {
+            text.push_str("<|im_start|>assistant\n");
         }
         Ok(text)
     }
 
-    /// Token ids that end an assistant turn in this chat format (besides the model's EOS).
+    /// Token ids that end an assistant turn, the one the chat template writes after an
+    /// assistant's reply first (`<|eot_id|>` for Llama 3, `<end_of_turn>` for Gemma, `<|end|>`
+    /// for Phi-3, `<|im_end|>` for ChatML, `</s>` for Mistral), then the well-known end-of-turn
+    /// tokens the vocabulary has, then the EOS token. Responses are ended with the first.
     pub fn end_of_turn_ids(&self) -> Vec<u32> {
-        let mut ids = Vec::new();
-        let names = ["<|im_end|>", "<|endoftext|>", "</s>", "<|eot_id|>"];
-        for name in names.iter().copied().chain(self.eos_token.as_deref()) {
+        let mut ids: Vec<u32> = self.template_turn_end().into_iter().collect();
+        let names = [
+            "<|im_end|>",
+            "<|endoftext|>",
+            "</s>",
+            "<|eot_id|>",
+            "<end_of_turn>",
+            "<|end|>",
+        ];
+        for name in names
+            .iter()
+            .copied()
+            .chain(self.tokens.eos_token.as_deref())
+        {
             if let Some(id) = self.token_id(name)
                 && !ids.contains(&id)
             {
@@ -297,23 +253,91 @@ impl TextTokenizer {
         ids
     }
 
-    /// Writes `tokenizer.json` and a `tokenizer_config.json` (chat template, BOS/EOS names) into
-    /// `folder`, each atomically.
+    /// The special token the template writes right after an assistant's reply, found by
+    /// rendering a two-turn probe conversation.
+    fn template_turn_end(&self) -> Option<u32> {
+        let template = self.chat_template.as_ref()?;
+        const REPLY: &str = "softalign-probe-reply";
+        let probe = [
+            ChatMessage::new("user", "softalign-probe-question"),
+            ChatMessage::new("assistant", REPLY),
+        ];
+        let text = template.render(&probe, false, &self.tokens).ok()?;
+        let after = &text[text.rfind(REPLY)? + REPLY.len()..];
+        let first = *self.inner.encode(after, false).ok()?.get_ids().first()?;
+        let added = self.inner.get_added_tokens_decoder();
+        added
+            .get(&first)
+            .is_some_and(|t| t.special)
+            .then_some(first)
+    }
+
+    /// Writes `tokenizer.json`, a `tokenizer_config.json` (chat template, BOS/EOS names) and the
+    /// template again as `chat_template.jinja` (the file `transformers` ≥ 4.43 reads first and
+    /// writes itself) into `folder`, each atomically. A tokenizer without a template removes a
+    /// `chat_template.jinja` left in `folder`, which would otherwise be read back as its template.
     pub fn save(&self, folder: &Path) -> Result<()> {
         let path = folder.join("tokenizer.json");
         let document = self.inner.to_string(true).map_err(|e| self.error(e))?;
         crate::weights::write_atomic(&path, document.as_bytes())?;
         let config = json!({
             "tokenizer_class": "PreTrainedTokenizerFast",
-            "bos_token": self.bos_token,
-            "eos_token": self.eos_token,
-            "chat_template": self.chat_template,
+            "bos_token": self.tokens.bos_token,
+            "eos_token": self.tokens.eos_token,
+            "chat_template": self.chat_template(),
             "clean_up_tokenization_spaces": false,
             "model_max_length": 1_000_000_000_000_000i64,
         });
         let config_path = folder.join("tokenizer_config.json");
         let text = serde_json::to_string_pretty(&config).expect("json value serialises");
-        crate::weights::write_atomic(&config_path, text.as_bytes())
+        crate::weights::write_atomic(&config_path, text.as_bytes())?;
+        let jinja = folder.join("chat_template.jinja");
+        match self.chat_template() {
+            Some(template) => crate::weights::write_atomic(&jinja, template.as_bytes()),
+            None if jinja.exists() => std::fs::remove_file(&jinja).map_err(io_error(&jinja)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A JSON file's value.
+fn read_json(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+    serde_json::from_str(&text).map_err(|cause| ModelError::Json {
+        path: path.to_path_buf(),
+        cause,
+    })
+}
+
+/// `tokenizer_config.json`'s `chat_template`: a string, or a list of named templates whose
+/// `default` one is used.
+fn config_template(config: &Value, path: &Path) -> Result<Option<ChatTemplate>> {
+    let problem = |problem: &str| ModelError::Config {
+        path: path.to_path_buf(),
+        field: "chat_template".into(),
+        problem: problem.into(),
+    };
+    match config.get("chat_template") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(ChatTemplate::new(
+            text.as_str(),
+            path,
+            "chat_template",
+        ))),
+        Some(Value::Array(named)) => {
+            let default = named
+                .iter()
+                .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+                .ok_or_else(|| problem("a list of named templates without a \"default\" one"))?;
+            let text = default
+                .get("template")
+                .and_then(Value::as_str)
+                .ok_or_else(|| problem("the \"default\" entry has no template string"))?;
+            Ok(Some(ChatTemplate::new(text, path, "chat_template")))
+        }
+        Some(_) => Err(problem(
+            "expected a string or a list of {name, template} objects",
+        )),
     }
 }
 
@@ -421,9 +445,35 @@ mod tests {
     }
 
     #[test]
-    fn zephyr_template_is_recognised() {
-        let t = "{% for message in messages %}{% if message['role'] == 'user' %}{{ '<|user|>\n' + message['content'] + eos_token }}{% elif message['role'] == 'assistant' %}{{ '<|assistant|>\n' }}{% endif %}{% endfor %}";
-        assert_eq!(ChatFormat::detect(t), Some(ChatFormat::Zephyr));
-        assert_eq!(ChatFormat::detect("{{ messages }}"), None);
+    fn template_bos_is_not_doubled_and_turns_end_with_the_templates_token() {
+        let mut vocabulary = tiny_vocabulary(true);
+        vocabulary.chat_template = Some(
+            "{{ bos_token }}{% for m in messages %}{{ m.role }}:{{ m.content }}{{ eos_token }}{% endfor %}"
+                .into(),
+        );
+        let tok = vocabulary.to_tokenizer(Path::new("x.gguf")).unwrap();
+        let text = tok
+            .apply_chat_template(&[ChatMessage::new("user", "he")], false)
+            .unwrap();
+        assert_eq!(text, "<|im_start|>user:he<|endoftext|>");
+        // The template wrote the BOS; the post-processor (add_bos_token) adds no second one.
+        let ids = tok.encode_chat(&text).unwrap();
+        assert_eq!(ids.iter().filter(|&&id| id == 1).count(), 1);
+        assert_eq!(ids[0], 1);
+        assert_eq!(tok.encode(&text).unwrap()[..2], [1, 1]);
+        // The token after the assistant's reply in the probe is the EOS here.
+        assert_eq!(tok.end_of_turn_ids()[0], 0);
+    }
+
+    #[test]
+    fn template_errors_name_the_gguf_field() {
+        let mut vocabulary = tiny_vocabulary(false);
+        vocabulary.chat_template = Some("{{ raise_exception('no') }}".into());
+        let tok = vocabulary.to_tokenizer(Path::new("m.gguf")).unwrap();
+        let e = tok.apply_chat_template(&[], true).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "m.gguf: tokenizer.chat_template: no (raised by the template, line 1)"
+        );
     }
 }

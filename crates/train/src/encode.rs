@@ -1,9 +1,12 @@
 //! Turning text examples into token ids with the model's own tokenizer and chat template.
 //!
-//! The prompt is rendered by the chat template with the assistant's generation prompt at its end
-//! (or used as plain text), and each response is encoded on its own and followed by the
-//! end-of-turn token (`<|im_end|>` for ChatML) or the model's EOS. The prompt and response ids are
-//! concatenated, as TRL does, and cut by the [`Truncation`] policy.
+//! The prompt is rendered by the model's own chat template with the assistant's generation prompt
+//! at its end (or used as plain text), and encoded as `transformers`' `apply_chat_template(…,
+//! tokenize=True)` encodes it: the template writes the BOS, the tokenizer adds none. Each response
+//! is the assistant's turn: its text encoded on its own and followed by the token the template
+//! ends an assistant turn with (`<|im_end|>` for ChatML, `<|eot_id|>` for Llama 3,
+//! `<end_of_turn>` for Gemma, `<|end|>` for Phi-3, `</s>` for Mistral) or the model's EOS. The
+//! prompt and response ids are concatenated, as TRL does, and cut by the [`Truncation`] policy.
 
 use std::path::{Path, PathBuf};
 
@@ -103,24 +106,25 @@ impl<'a> Encoder<'a> {
         self.chat
     }
 
-    /// The prompt's ids (with the BOS the tokenizer adds, if any).
+    /// The prompt's ids: a chat prompt with the BOS its template writes, plain text with the BOS
+    /// the tokenizer adds (if any).
     pub fn prompt_ids(&self, prompt: &Prompt) -> Result<Vec<u32>> {
-        let text = if self.chat {
+        if self.chat {
             let messages: Vec<ChatMessage> = prompt
                 .to_messages()
                 .into_iter()
                 .map(|m| ChatMessage::new(m.role.as_str(), tail(&m.content, self.text_bound)))
                 .collect();
-            self.tokenizer.apply_chat_template(&messages, true)?
-        } else {
-            match prompt {
-                Prompt::Text(text) => tail(text, self.text_bound).to_string(),
-                Prompt::Chat(messages) => messages
-                    .iter()
-                    .map(|m| tail(&m.content, self.text_bound))
-                    .collect::<Vec<_>>()
-                    .join("\n\n"),
-            }
+            let text = self.tokenizer.apply_chat_template(&messages, true)?;
+            return Ok(self.tokenizer.encode_chat(&text)?);
+        }
+        let text = match prompt {
+            Prompt::Text(text) => tail(text, self.text_bound).to_string(),
+            Prompt::Chat(messages) => messages
+                .iter()
+                .map(|m| tail(&m.content, self.text_bound))
+                .collect::<Vec<_>>()
+                .join("\n\n"),
         };
         Ok(self.tokenizer.encode(&text)?)
     }
@@ -133,6 +137,17 @@ impl<'a> Encoder<'a> {
         }
         ids.push(self.end_id);
         Ok(ids)
+    }
+
+    /// A prompt that cannot be encoded (a chat template refusing the conversation, as Gemma's
+    /// does for a system turn), named by its record.
+    fn prompt_error(&self, error: TrainError, line: usize) -> TrainError {
+        TrainError::Record {
+            path: self.source.clone(),
+            line,
+            field: "prompt",
+            problem: error.to_string(),
+        }
     }
 
     fn check_prompt(&self, prompt: &[u32], line: usize) -> Result<()> {
@@ -149,7 +164,9 @@ impl<'a> Encoder<'a> {
 
     /// Encodes and truncates a preference pair.
     pub fn pair(&mut self, pair: &PreferencePair) -> Result<EncodedPair> {
-        let mut prompt = self.prompt_ids(&pair.prompt)?;
+        let mut prompt = self
+            .prompt_ids(&pair.prompt)
+            .map_err(|e| self.prompt_error(e, pair.source_line))?;
         self.check_prompt(&prompt, pair.source_line)?;
         let mut chosen = self.response_ids(&pair.chosen)?;
         let mut rejected = self.response_ids(&pair.rejected)?;
@@ -175,7 +192,9 @@ impl<'a> Encoder<'a> {
         response: &str,
         line: usize,
     ) -> Result<EncodedExample> {
-        let mut prompt = self.prompt_ids(prompt)?;
+        let mut prompt = self
+            .prompt_ids(prompt)
+            .map_err(|e| self.prompt_error(e, line))?;
         self.check_prompt(&prompt, line)?;
         let mut response = self.response_ids(response)?;
         if self.truncation.apply(&mut prompt, &mut [&mut response]) {
