@@ -128,7 +128,14 @@ fn trl_implicit_prompt_in_plain_text_is_the_shared_prefix_as_trl_extracts_it() {
     let got: Vec<(Prompt, &str, &str, f64)> = loaded
         .pairs
         .iter()
-        .map(|p| (p.prompt.clone(), p.chosen.as_str(), p.rejected.as_str(), p.soft_label))
+        .map(|p| {
+            (
+                p.prompt.clone(),
+                p.chosen.as_str(),
+                p.rejected.as_str(),
+                p.soft_label,
+            )
+        })
         .collect();
     assert_eq!(
         got,
