@@ -17,6 +17,7 @@ use softalign_model::{DeviceSpec, LoraConfig};
 use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
 use softalign_train::checkpoint::CHECKPOINTS_DIR;
+use softalign_train::run_dir::{self, RunLock};
 
 pub use crate::config_file::{ConfigFile, LOSS_KEYS, TRAIN_KEYS, layer, read_config};
 use softalign_train::demo::{DemoSettings, run_demo};
@@ -200,6 +201,28 @@ macro_rules! fill {
 }
 
 impl TrainFlags {
+    /// The training flags of a config file, its relative paths (`model`, `data`, `out`,
+    /// `adapter`) taken as relative to the file's folder, as a config file's readers expect.
+    pub fn from_config_file(file: &ConfigFile) -> Result<Self> {
+        let mut flags: TrainFlags = layer(file)?;
+        if let Some(dir) = file.path().parent().filter(|d| !d.as_os_str().is_empty()) {
+            for path in [
+                &mut flags.model,
+                &mut flags.data,
+                &mut flags.out,
+                &mut flags.adapter,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if path.is_relative() {
+                    *path = dir.join(&*path);
+                }
+            }
+        }
+        Ok(flags)
+    }
+
     /// Takes every value this lacks from `lower` (a lower-priority layer).
     pub fn fill_from(&mut self, lower: &TrainFlags) {
         fill!(self, lower; model, data, out, format, label_temperature, heldout_fraction,
@@ -213,8 +236,41 @@ impl TrainFlags {
         self.merge |= lower.merge;
     }
 
+    /// Refuses integers above `i64::MAX`: a run's `config.toml` (TOML integers are i64) could
+    /// not hold them, so they would stop the run only when it is written, without naming the flag.
+    fn check_integer_range(&self) -> Result<()> {
+        let widen = |v: Option<usize>| v.map(|v| v as u64);
+        let integers = [
+            ("--max-eval-examples", widen(self.max_eval_examples)),
+            ("--max-length", widen(self.max_length)),
+            ("--max-prompt-length", widen(self.max_prompt_length)),
+            ("--epochs", widen(self.epochs)),
+            ("--max-steps", widen(self.max_steps)),
+            ("--batch-size", widen(self.batch_size)),
+            ("--grad-accum", widen(self.grad_accum)),
+            ("--eval-every", widen(self.eval_every)),
+            ("--eval-batch-size", widen(self.eval_batch_size)),
+            ("--save-every", widen(self.save_every)),
+            ("--keep-checkpoints", widen(self.keep_checkpoints)),
+            ("--seed", self.seed),
+            ("--lora-r", widen(self.lora_r)),
+        ];
+        for (flag, value) in integers {
+            if let Some(value) = value
+                && value > i64::MAX as u64
+            {
+                bail!(
+                    "{flag}: {value} is larger than the largest integer a run's config.toml holds ({})",
+                    i64::MAX
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Validates into the library's settings; `default_lr` is the command's learning rate.
     pub fn settings(&self, default_lr: f64) -> Result<TrainSettings> {
+        self.check_integer_range()?;
         let model = self
             .model
             .clone()
@@ -459,39 +515,50 @@ pub fn resume_layers(
     let saved = config_path(&run_dir);
     if saved.is_file() {
         let file = read_config(&saved, known)?;
-        train.fill_from(&layer(&file)?);
+        train.fill_from(&TrainFlags::from_config_file(&file)?);
         more(&file)?;
     }
     train.out = Some(out);
     Ok(())
 }
 
-/// Readies the output folder of a fresh run (refusing one that holds another run unless
-/// `overwrite`) and writes its `config.toml`. Returns whether the folder was created here.
-pub fn start_run(out: &Path, fresh: bool, overwrite: bool, config: &str) -> Result<bool> {
-    if fresh {
-        softalign_train::run_dir::claim_out_dir(out, overwrite)?;
-    }
+/// Locks the output folder for this process (refusing one another run holds, naming its pid),
+/// readies it for a fresh run (refusing one that holds another run's checkpoint unless
+/// `overwrite`) and writes its `config.toml`. Returns the lock, to hold for the whole run, and
+/// whether the folder was created here.
+pub fn start_run(
+    out: &Path,
+    fresh: bool,
+    overwrite: bool,
+    config: &str,
+) -> Result<(RunLock, bool)> {
     let created = !out.exists();
+    let lock = run_dir::lock_out_dir(out)?;
+    if fresh {
+        run_dir::claim_out_dir(out, overwrite)?;
+    }
     write_atomic(&config_path(out), config)?;
-    Ok(created)
+    Ok((lock, created))
 }
 
 /// After a run failed before training began (bad data, a model that does not load), removes
-/// what [`start_run`] wrote: the `config.toml`, and the folder if it was created for the run and
-/// is empty now. A run that wrote anything else (checkpoints, metrics) is left as it is.
+/// what [`start_run`] wrote: the `config.toml` and the lock file, and the folder if it was
+/// created for the run and is empty now. A run that wrote anything else (checkpoints, metrics)
+/// is left as it is.
 pub fn abandon_unstarted_run(out: &Path, created: bool) {
+    let ours = |name: &std::ffi::OsStr| name == "config.toml" || name == run_dir::LOCK_FILE;
     let others = std::fs::read_dir(out)
         .map(|entries| {
             entries
                 .filter_map(|e| e.ok())
-                .any(|e| e.file_name() != "config.toml")
+                .any(|e| !ours(&e.file_name()))
         })
         .unwrap_or(true);
     if others {
         return;
     }
     let _ = std::fs::remove_file(config_path(out));
+    let _ = std::fs::remove_file(out.join(run_dir::LOCK_FILE));
     if created {
         let _ = std::fs::remove_dir(out);
     }
@@ -508,14 +575,22 @@ pub fn resume_out_dir(resume: &Path) -> PathBuf {
     }
 }
 
-/// Writes `text` to `path` through a temporary file and a rename.
+/// Writes `text` to `path` through a temporary file and a rename; a failed write (a full disk)
+/// removes the temporary file.
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
     }
     let partial = path.with_extension("toml.partial");
-    std::fs::write(&partial, text).with_context(|| format!("{}", partial.display()))?;
-    std::fs::rename(&partial, path).with_context(|| format!("{}", path.display()))
+    let written = std::fs::write(&partial, text)
+        .with_context(|| format!("{}", partial.display()))
+        .and_then(|_| {
+            std::fs::rename(&partial, path).with_context(|| format!("{}", path.display()))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
 }
 
 /// Installs the Ctrl-C handler: the first press asks the run to stop after the current step with
@@ -631,7 +706,7 @@ pub fn run(args: AlignArgs) -> Result<()> {
     }
     if let Some(path) = &config {
         let file = read_config(path, &[TRAIN_KEYS, LOSS_KEYS])?;
-        train.fill_from(&layer(&file)?);
+        train.fill_from(&TrainFlags::from_config_file(&file)?);
         loss.fill_from(&layer(&file)?);
     }
     if let Some(resume) = &resume {
@@ -654,7 +729,7 @@ pub fn run(args: AlignArgs) -> Result<()> {
     resolved.extend(toml::Table::try_from(LossFlags::resolved(
         &pref_loss, reference,
     ))?);
-    let created = start_run(
+    let (_lock, created) = start_run(
         &out,
         settings.train.resume.is_none(),
         overwrite,

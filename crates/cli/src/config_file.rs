@@ -100,6 +100,11 @@ impl ConfigFile {
         Ok(file)
     }
 
+    /// The file's path, as given.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn check_keys(&self, known: &[&[&str]]) -> Result<()> {
         let table: toml::Table = self.text.parse().map_err(|e| self.error(&e))?;
         for key in table.keys() {

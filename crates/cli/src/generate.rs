@@ -7,7 +7,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
 use softalign_model::{
     ChatMessage, GenerationConfig, Sampling, TextStream, generate, load_pretrained_with_adapter,
@@ -29,6 +29,10 @@ pub struct GenerateArgs {
     /// Most tokens to generate.
     #[arg(long, default_value_t = 128)]
     max_tokens: usize,
+    /// Most tokens of prompt + generated text [default: the model's context,
+    /// max_position_embeddings]: a longer prompt is refused, and generation stops there.
+    #[arg(long)]
+    max_length: Option<usize>,
     /// Wrap the prompt in the model's chat template as a user turn, and stop at end of turn.
     #[arg(long)]
     chat: bool,
@@ -73,8 +77,23 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     } else {
         loaded.tokenizer.encode(&text)?
     };
+    let context = loaded.model.config.max_position_embeddings;
+    let limit = args.max_length.unwrap_or(context);
+    if prompt.len() >= limit {
+        let bound = match args.max_length {
+            Some(_) => format!("--max-length {limit}"),
+            None => format!(
+                "the model's context of {context} positions (max_position_embeddings; --max-length goes past it)"
+            ),
+        };
+        bail!(
+            "--prompt: {} tokens leave no room to generate within {bound}",
+            prompt.len()
+        );
+    }
+    let room = limit - prompt.len();
     let settings = GenerationConfig {
-        max_new_tokens: args.max_tokens,
+        max_new_tokens: args.max_tokens.min(room),
         sampling,
         seed: args.seed,
         stop_tokens: loaded.stop_tokens(args.chat),
@@ -90,8 +109,23 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             .and_then(|_| stdout.flush())
             .is_ok())
     })?;
+    // A last character whose bytes the tokens never completed is still printed, as U+FFFD.
+    let rest = stream.finish()?;
+    let _ = stdout
+        .write_all(rest.as_bytes())
+        .and_then(|_| stdout.flush());
     if stdout.is_terminal() {
         let _ = writeln!(stdout);
+    }
+    if room < args.max_tokens && tokens.len() == room {
+        eprintln!(
+            "softalign: stopped at {limit} tokens of prompt + output ({})",
+            match args.max_length {
+                Some(_) => "--max-length".to_string(),
+                None => "the model's context, max_position_embeddings; --max-length goes past it"
+                    .to_string(),
+            }
+        );
     }
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(

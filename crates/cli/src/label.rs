@@ -163,6 +163,7 @@ pub fn run(args: LabelArgs) -> Result<()> {
     if !args.data.is_file() {
         return Err(anyhow!("{}: no such file", args.data.display()));
     }
+    settings.check_paths()?;
     let device = args.device.open("label")?;
     let judge =
         args.judge_flags

@@ -79,8 +79,11 @@ fn main() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        eprintln!("softalign: internal error (a bug; please report it){location}: {message}");
-        std::process::exit(EXIT_PANIC);
+        let (status, line) = panic_outcome(&message, &location);
+        if let Some(line) = line {
+            print_error_line(&line);
+        }
+        std::process::exit(status);
     }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -99,7 +102,7 @@ fn main() {
     };
     if let Err(error) = result {
         // One line: the chain of causes joined by ": ".
-        eprintln!("softalign: error: {error:#}");
+        print_error_line(&format!("softalign: error: {error:#}"));
         let non_finite = matches!(
             error.downcast_ref::<softalign_train::TrainError>(),
             Some(softalign_train::TrainError::NonFinite { .. })
@@ -110,6 +113,51 @@ fn main() {
             EXIT_ERROR
         });
     }
+}
+
+/// The exit status and the stderr line of a panic with `message` (raised at `location`):
+///
+/// - output that can no longer be written (a closed pipe, a closed stderr): the standard
+///   library's print macros panic then; status 2 and nothing more to print;
+/// - a GPU out of memory (burn's backends panic on a failed device allocation): bad input for
+///   this device, status 2 and one `softalign: error:` line saying what to lower;
+/// - anything else is a bug: status 101 and one `internal error` line.
+fn panic_outcome(message: &str, location: &str) -> (i32, Option<String>) {
+    if message.starts_with("failed printing to std") {
+        return (EXIT_ERROR, None);
+    }
+    let lower = message.to_lowercase();
+    let out_of_memory = [
+        "out of device memory",
+        "out-of-memory",
+        "outofmemory",
+        "out of memory",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle));
+    if out_of_memory {
+        let first = message.lines().next().unwrap_or_default().trim();
+        return (
+            EXIT_ERROR,
+            Some(format!(
+                "softalign: error: the device ran out of memory ({first}); lower --batch-size or --max-length, or train with --gradient-checkpointing or --lora-r"
+            )),
+        );
+    }
+    let first = message.lines().next().unwrap_or_default();
+    (
+        EXIT_PANIC,
+        Some(format!(
+            "softalign: internal error (a bug; please report it){location}: {first}"
+        )),
+    )
+}
+
+/// Writes `line` to stderr, ignoring a stderr that is closed or a broken pipe: the exit status
+/// still tells the outcome, and printing must never turn an error into a crash.
+fn print_error_line(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Help and version go to stdout with status 0; a usage error is one `softalign: error:` line
@@ -129,6 +177,42 @@ fn exit_on_usage_error(error: clap::Error) -> ! {
     let rendered = error.render().to_string();
     let first = rendered.lines().next().unwrap_or("invalid arguments");
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    eprintln!("softalign: error: {first} (see softalign --help)");
+    print_error_line(&format!("softalign: error: {first} (see softalign --help)"));
     std::process::exit(EXIT_ERROR);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_is_one_line_and_only_a_bug_is_status_101() {
+        // What burn's CUDA and wgpu backends panic with on a failed device allocation
+        // (cubecl's `IoError::OutOfMemory` and `LaunchError::OutOfMemory`, unwrapped).
+        for message in [
+            "called `Result::unwrap()` on an `Err` value: out of device memory allocating 274877906944 bytes\nbacktrace …",
+            "An out-of-memory error happened during launch\nCaused by:\n  pool exhausted",
+            "called `Result::unwrap()` on an `Err` value: OutOfMemory { size: 1024 }",
+        ] {
+            let (status, line) = panic_outcome(message, " at x.rs:1");
+            let line = line.unwrap();
+            assert_eq!(status, EXIT_ERROR, "{message}");
+            assert!(
+                line.starts_with("softalign: error: the device ran out of memory")
+                    && line.contains("--batch-size")
+                    && !line.contains('\n'),
+                "{line}"
+            );
+        }
+        assert_eq!(
+            panic_outcome("failed printing to stdout: Broken pipe (os error 32)", ""),
+            (EXIT_ERROR, None)
+        );
+        let (status, line) = panic_outcome("index out of bounds\nmore", " at x.rs:1");
+        assert_eq!(status, EXIT_PANIC);
+        assert_eq!(
+            line.unwrap(),
+            "softalign: internal error (a bug; please report it) at x.rs:1: index out of bounds"
+        );
+    }
 }

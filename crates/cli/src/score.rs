@@ -24,6 +24,11 @@ pub struct ScoreArgs {
     /// A JSONL file of texts, one `{"text": "…"}` object per line (blank lines are skipped).
     #[arg(long)]
     file: Option<PathBuf>,
+    /// Most tokens of a text [default: the model's context, max_position_embeddings]; a longer
+    /// text is refused (past the context a model's scores mean little, and the cost of a pass
+    /// grows with the square of the length).
+    #[arg(long)]
+    max_length: Option<usize>,
     /// Print `{"texts": [{"text", "tokens", "input_ids", "token_logps", "sum_logp", "perplexity"}]}`
     /// instead of a table.
     #[arg(long)]
@@ -35,15 +40,26 @@ pub struct ScoreArgs {
 /// Runs `softalign score`.
 pub fn run(args: ScoreArgs) -> Result<()> {
     let texts = match (&args.text, &args.file) {
-        (Some(text), _) => vec![text.clone()],
+        (Some(text), _) => vec![("--text".to_string(), text.clone())],
         (None, Some(file)) => read_texts(file)?,
         (None, None) => bail!("give --text or --file"),
     };
+    if args.max_length == Some(0) {
+        bail!("--max-length: must be at least 1");
+    }
     let device = args.device.open("score")?;
     let loaded = load_pretrained_with_adapter(&args.model, args.adapter.as_deref(), &device)?;
+    let context = loaded.model.config.max_position_embeddings;
+    let limit = args.max_length.unwrap_or(context);
+    for (at, text) in &texts {
+        let tokens = loaded.tokenizer.encode(text)?.len();
+        if tokens > limit {
+            bail!("{}", too_long(at, tokens, limit, context, args.max_length));
+        }
+    }
     let scores = texts
         .iter()
-        .map(|text| score_text(&loaded, text))
+        .map(|(_, text)| score_text(&loaded, text))
         .collect::<softalign_model::Result<Vec<TextScore>>>()?;
     if args.json {
         println!("{}", serde_json::json!({ "texts": scores }));
@@ -53,8 +69,26 @@ pub fn run(args: ScoreArgs) -> Result<()> {
     Ok(())
 }
 
-/// The `text` field of every non-blank line of a JSONL file; errors name the line.
-fn read_texts(path: &Path) -> Result<Vec<String>> {
+/// The refusal of a text (named by `at`) of `tokens` tokens, over `limit`: the model's context
+/// of `context` positions, or the `--max-length` given.
+pub fn too_long(
+    at: &str,
+    tokens: usize,
+    limit: usize,
+    context: usize,
+    max_length: Option<usize>,
+) -> String {
+    match max_length {
+        Some(_) => format!("{at}: {tokens} tokens, more than --max-length {limit}"),
+        None => format!(
+            "{at}: {tokens} tokens, more than the model's context of {context} positions (max_position_embeddings); shorten it, or pass --max-length to go past the context"
+        ),
+    }
+}
+
+/// `(FILE:LINE, text)` of the `text` field of every non-blank line of a JSONL file; errors name
+/// the line.
+fn read_texts(path: &Path) -> Result<Vec<(String, String)>> {
     let content = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
     let mut texts = Vec::new();
     for (index, line) in content.lines().enumerate() {
@@ -65,7 +99,7 @@ fn read_texts(path: &Path) -> Result<Vec<String>> {
         let value: Value =
             serde_json::from_str(line).map_err(|e| anyhow::anyhow!("{at}: invalid json: {e}"))?;
         match value.get("text") {
-            Some(Value::String(text)) => texts.push(text.clone()),
+            Some(Value::String(text)) => texts.push((format!("{at}: text"), text.clone())),
             Some(_) => bail!("{at}: text: expected a string"),
             None => bail!("{at}: text: missing"),
         }

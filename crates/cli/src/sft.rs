@@ -8,7 +8,7 @@ use clap::Args;
 use softalign_train::{config_path, run_sft};
 
 use crate::align::{
-    TRAIN_KEYS, TrainFlags, abandon_unstarted_run, layer, print_report, read_config, report_error,
+    TRAIN_KEYS, TrainFlags, abandon_unstarted_run, print_report, read_config, report_error,
     resume_layers, start_run, stop_flag,
 };
 
@@ -38,7 +38,10 @@ pub fn run(args: SftArgs) -> Result<()> {
         overwrite,
     } = args;
     if let Some(path) = &config {
-        train.fill_from(&layer(&read_config(path, &[TRAIN_KEYS])?)?);
+        train.fill_from(&TrainFlags::from_config_file(&read_config(
+            path,
+            &[TRAIN_KEYS],
+        )?)?);
     }
     if let Some(resume) = &resume {
         resume_layers(resume, &[TRAIN_KEYS], &mut train, |_| Ok(()))?;
@@ -47,7 +50,7 @@ pub fn run(args: SftArgs) -> Result<()> {
     settings.resume = resume;
     settings.validate()?;
     let out = settings.out_dir.clone();
-    let created = start_run(
+    let (_lock, created) = start_run(
         &out,
         settings.resume.is_none(),
         overwrite,

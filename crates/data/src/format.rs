@@ -15,8 +15,9 @@ pub enum Format {
     /// `{"prompt": str, "chosen": str, "rejected": str, "p_chosen": float?}`; absent label = 1.0.
     Native,
     /// TRL preference: `prompt`, `chosen`, `rejected`, each plain text or a message list
-    /// `[{"role", "content"}]`; without `prompt`, the messages shared by chosen and rejected are the
-    /// prompt (TRL's implicit-prompt form). Label 1.0, or `p_chosen` when present.
+    /// `[{"role", "content"}]`; without `prompt`, what chosen and rejected share is the prompt
+    /// (TRL's implicit-prompt form: the shared messages, or for plain texts the shared leading
+    /// characters as TRL's `extract_prompt` cuts them). Label 1.0, or `p_chosen` when present.
     Trl,
     /// Anthropic HH-RLHF: `chosen` and `rejected` are whole dialogues `"\n\nHuman: … \n\nAssistant: …"`;
     /// their common prefix up to the last `"\n\nAssistant:"` is the prompt. Label 1.0, or `p_chosen`.
@@ -71,8 +72,8 @@ impl Format {
     /// | `score_chosen` or `score_rejected` | ultrafeedback |
     /// | `prompt`, and `p_chosen` or all of prompt/chosen/rejected plain strings | native |
     /// | `prompt` (message lists) | trl |
-    /// | `chosen`, `rejected` as strings, no `prompt` | hh |
-    /// | `chosen`, `rejected` as message lists, no `prompt` | trl |
+    /// | `chosen`, `rejected` as `"\n\nHuman: … \n\nAssistant: …"` dialogues, no `prompt` | hh |
+    /// | `chosen`, `rejected` as other strings or message lists, no `prompt` | trl (implicit prompt) |
     ///
     /// TRL's plain-text form is the native form without `p_chosen`, so it is reported as native.
     ///
@@ -103,7 +104,11 @@ impl Format {
                 Some(Format::Trl)
             }
         } else if has("chosen") && has("rejected") {
-            if is_string("chosen") {
+            if record
+                .get("chosen")
+                .and_then(Value::as_str)
+                .is_some_and(crate::formats::is_hh_dialogue)
+            {
                 Some(Format::Hh)
             } else {
                 Some(Format::Trl)

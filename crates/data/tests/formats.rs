@@ -114,6 +114,54 @@ fn trl_conversational_with_explicit_and_implicit_prompts() {
 }
 
 #[test]
+fn trl_implicit_prompt_in_plain_text_is_the_shared_prefix_as_trl_extracts_it() {
+    // TRL's documented implicit-prompt form: the prompt is the characters chosen and rejected
+    // share, less a space that ends it (TRL's `extract_prompt` keeps it in the responses).
+    let records = [
+        r#"{"chosen": "The sky is blue.", "rejected": "The sky is green."}"#,
+        r#"{"chosen": "2+2 is 4", "rejected": "2+2 is 5", "p_chosen": 0.8}"#,
+        r#"{"chosen": "Déjà vu: oui", "rejected": "Déjà vu: non"}"#,
+    ];
+    let contents = format!("{}\n", records.join("\n"));
+    let loaded = load_auto("trl-implicit-text.jsonl", &contents);
+    assert_eq!(loaded.format, Some(Format::Trl), "{:?}", loaded.problems);
+    let got: Vec<(Prompt, &str, &str, f64)> = loaded
+        .pairs
+        .iter()
+        .map(|p| {
+            (
+                p.prompt.clone(),
+                p.chosen.as_str(),
+                p.rejected.as_str(),
+                p.soft_label,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (text("The sky is"), " blue.", " green.", 1.0),
+            (text("2+2 is"), " 4", " 5", 0.8),
+            (text("Déjà vu:"), " oui", " non", 1.0),
+        ]
+    );
+    // Named explicitly, the same file reads the same way.
+    let path = fixture("trl-implicit-text-named.jsonl", &contents);
+    let named = load(&path, &LoadOptions::default().with_format(Format::Trl)).unwrap();
+    assert_eq!(named.pairs.len(), 3, "{:?}", named.problems);
+    assert_eq!(named.pairs[0].prompt, text("The sky is"));
+    // Texts that share nothing have no prompt to extract: the record is refused, naming it.
+    let path = fixture(
+        "trl-implicit-disjoint.jsonl",
+        "{\"chosen\": \"Yes.\", \"rejected\": \"No.\"}\n",
+    );
+    let error = load(&path, &LoadOptions::default().with_format(Format::Trl))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("prompt"), "{error}");
+}
+
+#[test]
 fn hh_dialogues_split_at_the_last_assistant_turn() {
     let chosen =
         "\n\nHuman: What is 2+2?\n\nAssistant: 4.\n\nHuman: And 3+3?\n\nAssistant: 6, since 3+3=6.";

@@ -48,6 +48,47 @@ pub struct LabelSettings {
     pub progress: bool,
 }
 
+impl LabelSettings {
+    /// Refuses an output that is the input: `--out` (or one of the files written beside it) and
+    /// `--data` naming the same file, by any path, would replace the data with its labels.
+    pub fn check_paths(&self) -> Result<()> {
+        let Some(data) = resolved(&self.data) else {
+            return Ok(());
+        };
+        let outputs = [
+            self.out.clone(),
+            partial_path(&self.out),
+            figure_path(&self.out),
+            summary_path(&self.out),
+        ];
+        for output in outputs {
+            if resolved(&output).is_some_and(|o| o == data) {
+                return Err(crate::error::setting(
+                    "out",
+                    format!(
+                        "{} is the --data file {} (or a file written beside --out): labelling would replace the input; choose another --out",
+                        output.display(),
+                        self.data.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `path` with its folder's links and `..` resolved (the file itself need not exist); `None`
+/// when its folder does not exist.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    if let Ok(path) = std::fs::canonicalize(path) {
+        return Some(path);
+    }
+    let name = path.file_name()?;
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let folder = std::fs::canonicalize(parent.unwrap_or(Path::new("."))).ok()?;
+    Some(folder.join(name))
+}
+
 /// What a labelling run did.
 #[derive(Debug, Clone, Serialize)]
 pub struct LabelReport {
@@ -293,6 +334,7 @@ pub fn label_file(
     stop: Option<&AtomicBool>,
 ) -> Result<LabelReport> {
     let started = Instant::now();
+    settings.check_paths()?;
     let options = LoadOptions {
         format: settings.format,
         temperature: 1.0,

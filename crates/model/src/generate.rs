@@ -185,16 +185,31 @@ impl<'a> TextStream<'a> {
         }
     }
 
-    /// Adds a token and returns the newly completed text.
+    /// Adds a token and returns the newly completed text. Text ending in U+FFFD (a character
+    /// whose bytes are not all decoded yet) is held back until a later token completes it, or
+    /// until [`TextStream::finish`].
     pub fn push(&mut self, id: u32) -> Result<String> {
         self.ids.push(id);
         let text = self.tokenizer.decode(&self.ids, true)?;
-        if text.ends_with('\u{fffd}') || text.len() < self.emitted {
+        if text.ends_with('\u{fffd}') {
             return Ok(String::new());
         }
-        let piece = text[self.emitted..].to_string();
-        self.emitted = text.len();
-        Ok(piece)
+        Ok(self.rest(&text))
+    }
+
+    /// What is still held back at the end of the stream: the pieces together are then exactly
+    /// the decoding of every token pushed (transformers' `decode` of the generated ids), an
+    /// incomplete last character included as U+FFFD.
+    pub fn finish(&mut self) -> Result<String> {
+        let text = self.tokenizer.decode(&self.ids, true)?;
+        Ok(self.rest(&text))
+    }
+
+    /// The part of `text` after what was emitted, now marked emitted.
+    fn rest(&mut self, text: &str) -> String {
+        let piece = text.get(self.emitted..).unwrap_or_default().to_string();
+        self.emitted = self.emitted.max(text.len());
+        piece
     }
 }
 

@@ -45,6 +45,10 @@ pub const LORA_MODULES: [&str; 9] = [
 pub const ADAPTER_CONFIG_FILE: &str = "adapter_config.json";
 /// File of the adapter's weights in a PEFT adapter folder.
 pub const ADAPTER_WEIGHTS_FILE: &str = "adapter_model.safetensors";
+/// The largest adapter scale `α / r` accepted. Scales in use are a few units (PEFT's default
+/// α 8 at r 8 is 1); past this one the update swamps the base model's output, and near f32's
+/// range it overflows and every output is NaN.
+pub const MAX_LORA_SCALE: f64 = 1e4;
 /// The prefix PEFT puts before the base model's own parameter names.
 const PEFT_PREFIX: &str = "base_model.model.";
 
@@ -118,6 +122,17 @@ impl LoraConfig {
             return Err((
                 "lora-alpha",
                 format!("must be positive and finite, got {}", self.alpha),
+            ));
+        }
+        if self.scale() > MAX_LORA_SCALE {
+            return Err((
+                "lora-alpha",
+                format!(
+                    "{} at rank {} scales the adapters by α/r = {:e}, past the largest sane scale {MAX_LORA_SCALE:e}",
+                    self.alpha,
+                    self.r,
+                    self.scale()
+                ),
             ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
@@ -587,9 +602,16 @@ pub fn read_adapter_config(folder: &Path) -> Result<LoraConfig> {
         dropout,
         targets,
     };
-    config
-        .validate()
-        .map_err(|(flag, problem)| bad(flag, problem))?;
+    config.validate().map_err(|(flag, problem)| {
+        let key = match flag {
+            "lora-r" => "r",
+            "lora-alpha" => "lora_alpha",
+            "lora-dropout" => "lora_dropout",
+            "lora-targets" => "target_modules",
+            other => other,
+        };
+        bad(key, problem)
+    })?;
     Ok(config)
 }
 
@@ -675,8 +697,21 @@ pub fn load_pretrained_with_adapter(
     Ok(loaded)
 }
 
+/// Removes tensor `name` of shape `shape` from the adapter's weights, refusing one that holds a
+/// NaN or an infinity (it would turn every output NaN, or a finite wrong value).
 fn take(weights: &mut WeightMap, name: &str, shape: &[usize]) -> Result<HostTensor> {
-    weights.take(name, shape)
+    let tensor = weights.take(name, shape)?;
+    if let Some(index) = tensor.data.iter().position(|x| !x.is_finite()) {
+        return Err(adapter_error(
+            &weights.source,
+            name,
+            format!(
+                "holds a non-finite value ({} at flat index {index})",
+                tensor.data[index]
+            ),
+        ));
+    }
+    Ok(tensor)
 }
 
 fn param(tensor: HostTensor, device: &Device) -> Param<Tensor<2>> {

@@ -186,6 +186,25 @@ impl Figure {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
+        let drawn = self.draw(&partial, draw_error).and_then(|_| {
+            std::fs::rename(&partial, path).map_err(|cause| PlotError::Io {
+                path: path.to_path_buf(),
+                cause,
+            })
+        });
+        if drawn.is_err() {
+            // A failed write (a full disk) leaves no half-written file behind.
+            let _ = std::fs::remove_file(&partial);
+        }
+        drawn
+    }
+
+    /// Draws the figure into the PNG file `file`.
+    fn draw(
+        &self,
+        file: &Path,
+        draw_error: impl Fn(&dyn std::fmt::Display) -> PlotError,
+    ) -> Result<(), PlotError> {
         let columns = self.columns.max(1);
         let rows = self.panels.len().div_ceil(columns).max(1);
         let title_height = if self.title.is_empty() { 0 } else { 40 };
@@ -194,7 +213,7 @@ impl Figure {
             self.panel_size.1 * rows as u32 + title_height,
         );
         {
-            let root = BitMapBackend::new(&partial, size).into_drawing_area();
+            let root = BitMapBackend::new(file, size).into_drawing_area();
             root.fill(&WHITE).map_err(|e| draw_error(&e))?;
             let body = if self.title.is_empty() {
                 root.clone()
@@ -208,10 +227,7 @@ impl Figure {
             }
             root.present().map_err(|e| draw_error(&e))?;
         }
-        std::fs::rename(&partial, path).map_err(|cause| PlotError::Io {
-            path: path.to_path_buf(),
-            cause,
-        })
+        Ok(())
     }
 }
 

@@ -173,10 +173,17 @@ pub fn save_checkpoint(
         Ok(())
     };
     // A LoRA run's checkpoint holds its adapters only: the base is frozen and is the --model.
-    match &lora {
-        Some(_) => save_training_state(&dir, &model.adapters(), optim, extra)?,
-        None => save_training_state(&dir, model, optim, extra)?,
+    let saved = match &lora {
+        Some(_) => save_training_state(&dir, &model.adapters(), optim, extra),
+        None => save_training_state(&dir, model, optim, extra),
+    };
+    if saved.is_err() {
+        // A failed write (a full disk) leaves no half-written checkpoint behind.
+        let mut partial = dir.clone().into_os_string();
+        partial.push(".partial");
+        let _ = std::fs::remove_dir_all(PathBuf::from(partial));
     }
+    saved?;
     prune_checkpoints(out_dir, keep)?;
     Ok(dir)
 }

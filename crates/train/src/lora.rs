@@ -6,9 +6,34 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use softalign_model::CausalLm;
+use softalign_model::{CausalLm, LoraConfig};
 
 use crate::error::{Result, TrainError, io_error};
+
+/// Refuses a rank `r` larger than the narrower side of an adapted layer (`min(in, out)` of the
+/// narrowest one it adapts): such a rank adds no direction to the update, and a huge one would
+/// size the adapters past any memory, or overflow their shape. Checked before any adapter exists.
+pub fn check_rank(model: &CausalLm, lora: &LoraConfig) -> Result<()> {
+    let narrowest = model
+        .linears()
+        .into_iter()
+        .filter(|named| lora.targets.iter().any(|t| t == named.module))
+        .map(|named| (named.linear.shape(), named.module))
+        .min_by_key(|&((input, output), _)| input.min(output));
+    if let Some(((input, output), module)) = narrowest
+        && lora.r > input.min(output)
+    {
+        return Err(TrainError::Setting {
+            name: "lora-r",
+            reason: format!(
+                "{} is larger than the adapted {module} layers allow ({input} inputs, {output} outputs: a rank of at most {})",
+                lora.r,
+                input.min(output)
+            ),
+        });
+    }
+    Ok(())
+}
 
 /// File of the adapters' record inside a checkpoint of a LoRA run.
 pub const LORA_FILE: &str = "lora.json";

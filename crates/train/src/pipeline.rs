@@ -14,7 +14,7 @@ use softalign_model::{
 use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
 
-use crate::checkpoint::find_checkpoint;
+use crate::checkpoint::{TRAINER_STATE_FILE, find_checkpoint, list_checkpoints};
 use crate::encode::{Encoder, PromptTemplate};
 use crate::error::{Result, io_error, setting};
 use crate::figures::write_figures;
@@ -295,6 +295,7 @@ fn load_model(settings: &TrainSettings, notify: &mut dyn FnMut(&str)) -> Result<
         &device.autodiff(),
     )?;
     if let Some(lora) = &settings.lora {
+        crate::lora::check_rank(&loaded.model, lora)?;
         loaded.model = loaded.model.with_lora(lora, settings.seed);
     }
     loaded.model = loaded
@@ -346,11 +347,16 @@ fn finish<O: Objective>(
     if settings.device.is_several() {
         loop_settings.replicas = Replicas::Devices(settings.device.open()?);
     }
-    let resume = settings
-        .resume
-        .as_deref()
-        .map(find_checkpoint)
-        .transpose()?;
+    let resume = match settings.resume.as_deref() {
+        Some(run) if stopped_before_a_checkpoint(run) => {
+            notify(&format!(
+                "{} holds no checkpoint yet (its run stopped before the first): starting from the beginning",
+                run.display()
+            ));
+            None
+        }
+        other => other.map(find_checkpoint).transpose()?,
+    };
     if let Some(dir) = &resume {
         notify(&format!("resuming from {}", dir.display()));
     }
@@ -385,7 +391,11 @@ fn finish<O: Objective>(
         let model = outcome.model.valid();
         if model.has_adapters() {
             let dir = settings.out_dir.join(ADAPTER_DIR);
-            save_adapter(&model, &dir, &settings.model.display().to_string())?;
+            if let Err(error) = save_adapter(&model, &dir, &settings.model.display().to_string()) {
+                // A failed write (a full disk) leaves no half-written adapter folder behind.
+                let _ = std::fs::remove_dir_all(settings.out_dir.join("adapter.partial"));
+                return Err(error.into());
+            }
             report.adapter = Some(dir);
         }
         if !model.has_adapters() || settings.merge {
@@ -396,6 +406,14 @@ fn finish<O: Objective>(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Whether `path` is a run's output folder (it holds the run's `config.toml`) in which no
+/// checkpoint was completed: `--resume` of it starts the run from the beginning.
+fn stopped_before_a_checkpoint(path: &Path) -> bool {
+    config_path(path).is_file()
+        && !path.join(TRAINER_STATE_FILE).is_file()
+        && list_checkpoints(path).is_empty()
 }
 
 /// Refuses a micro-batch larger than the training data, or whose activations cannot fit in this
@@ -457,7 +475,11 @@ fn export_model(model: &CausalLm, tokenizer: &TextTokenizer, dir: &Path) -> Resu
             std::fs::remove_dir_all(leftover).map_err(io_error(leftover))?;
         }
     }
-    save_pretrained(model, tokenizer, &partial)?;
+    if let Err(error) = save_pretrained(model, tokenizer, &partial) {
+        // A failed write (a full disk) leaves no half-written folder behind.
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(error.into());
+    }
     crate::test_hook::reached("export");
     if dir.exists() {
         std::fs::rename(dir, &old).map_err(io_error(dir))?;

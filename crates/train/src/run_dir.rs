@@ -1,16 +1,23 @@
-//! The output folder of a run: whether it already holds one, and clearing it on request.
+//! The output folder of a run: who is running in it, whether it already holds a run, and
+//! clearing it on request.
 //!
-//! A fresh run into a folder that holds another would mix the two: the old checkpoints stay and
-//! pruning then deletes the new run's own final checkpoint. So a fresh run claims its folder
-//! first: an empty or unrelated folder is fine, one holding a run is refused unless the caller
-//! asks to overwrite it, and then only the files a run writes are removed.
+//! Two processes in one folder would overwrite each other's checkpoints, so a run first locks its
+//! folder ([`lock_out_dir`], an advisory lock the system drops when the process ends, however it
+//! ends). A fresh run into a folder that holds another would mix the two: the old checkpoints
+//! stay and pruning then deletes the new run's own final checkpoint. So a fresh run then claims
+//! its folder: an empty or unrelated folder is fine, and so is one left by a run that was stopped
+//! before its first checkpoint (nothing in it can be resumed, so it starts over); one holding a
+//! checkpoint or an exported model is refused unless the caller asks to overwrite it, and then
+//! only the files a run writes are removed.
 
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::CHECKPOINTS_DIR;
+use crate::checkpoint::{CHECKPOINTS_DIR, list_checkpoints};
 use crate::error::{Result, TrainError, io_error};
 use crate::metrics::{METRICS_CSV, METRICS_JSONL};
-use crate::pipeline::MODEL_DIR;
+use crate::pipeline::{ADAPTER_DIR, MODEL_DIR};
 
 /// The files and folders a run writes into its output folder (figures included).
 pub const RUN_OUTPUTS: &[&str] = &[
@@ -21,10 +28,65 @@ pub const RUN_OUTPUTS: &[&str] = &[
     MODEL_DIR,
     "model.partial",
     "model.old",
+    ADAPTER_DIR,
+    "adapter.partial",
+    "adapter.old",
     "loss.png",
     "reward_margins.png",
     "logratios.png",
 ];
+
+/// The file a running run holds locked in its output folder; it holds the process id.
+pub const LOCK_FILE: &str = ".softalign.lock";
+
+/// The lock on a run folder: held while this value lives (and dropped by the system if the
+/// process dies).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+/// Locks `out_dir` (created if needed) for this process, or refuses, naming the process id of
+/// the run that holds it.
+pub fn lock_out_dir(out_dir: &Path) -> Result<RunLock> {
+    std::fs::create_dir_all(out_dir).map_err(io_error(out_dir))?;
+    let path = out_dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    match file.try_lock() {
+        Ok(()) => {
+            let pid = std::process::id().to_string();
+            file.set_len(0)
+                .and_then(|_| file.rewind())
+                .and_then(|_| file.write_all(pid.as_bytes()))
+                .map_err(io_error(&path))?;
+            Ok(RunLock { _file: file })
+        }
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let holder = if holder.is_empty() {
+                "another process".to_string()
+            } else {
+                format!("pid {holder}")
+            };
+            Err(TrainError::Setting {
+                name: "out",
+                reason: format!(
+                    "{} is in use by another softalign run ({holder}); wait for it to end or choose another --out",
+                    out_dir.display()
+                ),
+            })
+        }
+        Err(TryLockError::Error(cause)) => Err(io_error(&path)(cause)),
+    }
+}
 
 /// The run outputs present in `out_dir` (empty when it holds no run, or does not exist).
 pub fn run_outputs(out_dir: &Path) -> Vec<PathBuf> {
@@ -35,23 +97,37 @@ pub fn run_outputs(out_dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Makes `out_dir` ready for a fresh run: refuses a folder that holds another run (naming what
-/// it found and the two ways on) unless `overwrite`, in which case that run's outputs — and
-/// nothing else in the folder — are removed.
+/// What in `out_dir` a fresh run would destroy: a complete checkpoint, or an exported model or
+/// adapter (`None` for a folder whose run stopped before any of them, or that holds none).
+fn kept_output(out_dir: &Path) -> Option<PathBuf> {
+    if let Some((_, checkpoint)) = list_checkpoints(out_dir).pop() {
+        return Some(checkpoint);
+    }
+    [MODEL_DIR, ADAPTER_DIR]
+        .iter()
+        .map(|name| out_dir.join(name))
+        .find(|path| path.exists())
+}
+
+/// Makes `out_dir` ready for a fresh run: refuses a folder that holds another run's checkpoint or
+/// exported model (naming what it found and the two ways on) unless `overwrite`. Then that run's
+/// outputs — and nothing else in the folder — are removed; so a folder whose run was stopped
+/// before its first checkpoint starts over without `overwrite`. Call it holding the folder's
+/// [`lock_out_dir`].
 pub fn claim_out_dir(out_dir: &Path, overwrite: bool) -> Result<()> {
     let found = run_outputs(out_dir);
-    let Some(first) = found.first() else {
+    if found.is_empty() {
         return Ok(());
-    };
-    if !overwrite {
+    }
+    if let Some(first) = kept_output(out_dir)
+        && !overwrite
+    {
         return Err(TrainError::Setting {
             name: "out",
             reason: format!(
                 "{} already holds a run ({}); continue it with --resume {}, replace it with --overwrite, or choose another --out",
                 out_dir.display(),
-                first
-                    .file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                first.strip_prefix(out_dir).unwrap_or(&first).display(),
                 out_dir.display()
             ),
         });
@@ -70,15 +146,27 @@ pub fn claim_out_dir(out_dir: &Path, overwrite: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::TRAINER_STATE_FILE;
+    use softalign_optim::checkpoint::MODEL_FILE;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("softalign-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+        dir
+    }
 
     #[test]
     fn a_folder_with_a_run_is_refused_and_overwrite_keeps_other_files() {
-        let dir = std::env::temp_dir().join(format!("softalign-claim-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join(CHECKPOINTS_DIR).join("step-00000001")).unwrap();
-        std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+        let dir = scratch("claim");
+        let checkpoint = dir.join(CHECKPOINTS_DIR).join("step-00000001");
+        std::fs::create_dir_all(&checkpoint).unwrap();
+        std::fs::write(checkpoint.join(TRAINER_STATE_FILE), "{}").unwrap();
+        std::fs::write(checkpoint.join(MODEL_FILE), "").unwrap();
         let e = claim_out_dir(&dir, false).unwrap_err().to_string();
         assert!(e.starts_with("out: ") && e.contains("--resume"), "{e}");
+        assert!(e.contains("step-00000001"), "{e}");
         claim_out_dir(&dir, true).unwrap();
         assert!(!dir.join(CHECKPOINTS_DIR).exists());
         assert_eq!(
@@ -86,6 +174,40 @@ mod tests {
             "mine"
         );
         claim_out_dir(&dir, false).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_run_stopped_before_its_first_checkpoint_starts_over_but_an_exported_model_is_kept() {
+        let dir = scratch("claim-unstarted");
+        std::fs::write(dir.join("config.toml"), "seed = 1\n").unwrap();
+        std::fs::write(dir.join(METRICS_JSONL), "{}\n").unwrap();
+        std::fs::create_dir_all(dir.join(CHECKPOINTS_DIR).join("step-00000002.partial")).unwrap();
+        claim_out_dir(&dir, false).unwrap();
+        assert!(run_outputs(&dir).is_empty(), "{:?}", run_outputs(&dir));
+        assert!(dir.join("notes.txt").exists());
+        std::fs::create_dir_all(dir.join(MODEL_DIR)).unwrap();
+        let e = claim_out_dir(&dir, false).unwrap_err().to_string();
+        assert!(e.contains("model"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_locked_folder_is_refused_naming_the_holder() {
+        let dir = scratch("lock");
+        let held = lock_out_dir(&dir).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join(LOCK_FILE)).unwrap(),
+            std::process::id().to_string()
+        );
+        let e = lock_out_dir(&dir).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("pid {}", std::process::id())) && e.contains("in use"),
+            "{e}"
+        );
+        drop(held);
+        let again = lock_out_dir(&dir).unwrap();
+        drop(again);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -53,6 +53,11 @@ pub(super) fn convert(fields: &mut Fields<'_>) -> Parts {
     }
 }
 
+/// Whether `text` is an HH dialogue: it has an assistant turn once normalized.
+pub(super) fn is_dialogue(text: &str) -> bool {
+    text.starts_with("Human:") || text.contains(ASSISTANT)
+}
+
 /// Accepts dialogues that start with `Human:` without the blank line before it.
 fn normalize(dialogue: &str) -> String {
     if dialogue.starts_with("Human:") || dialogue.starts_with("Assistant:") {

@@ -12,6 +12,12 @@ use crate::pair::Prompt;
 use crate::problem::ProblemKind;
 use crate::record::Fields;
 
+/// Whether `text` reads as an Anthropic HH dialogue (it holds a `"\n\nAssistant:"` turn, or
+/// starts with `Human:`): auto detection's test between HH and TRL's implicit-prompt plain texts.
+pub(crate) fn is_hh_dialogue(text: &str) -> bool {
+    hh::is_dialogue(text)
+}
+
 /// Settings the conversions need.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConvertSettings {

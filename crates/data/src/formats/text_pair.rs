@@ -79,17 +79,15 @@ fn conversation(fields: &mut Fields<'_>) -> Parts {
         };
     };
     match (chosen, rejected) {
-        (TextOrChat::Text(chosen), TextOrChat::Text(rejected)) => {
-            if !explicit_prompt {
-                fields.report("prompt", ProblemKind::MissingField);
-            }
-            Parts {
-                prompt,
-                chosen: Some(chosen),
-                rejected: Some(rejected),
-                label: labels::BINARY,
-            }
+        (TextOrChat::Text(chosen), TextOrChat::Text(rejected)) if !explicit_prompt => {
+            split_texts(fields, &chosen, &rejected)
         }
+        (TextOrChat::Text(chosen), TextOrChat::Text(rejected)) => Parts {
+            prompt,
+            chosen: Some(chosen),
+            rejected: Some(rejected),
+            label: labels::BINARY,
+        },
         (TextOrChat::Chat(chosen), TextOrChat::Chat(rejected)) => {
             split_conversations(fields, prompt, explicit_prompt, &chosen, &rejected)
         }
@@ -119,6 +117,46 @@ fn conversation(fields: &mut Fields<'_>) -> Parts {
                 ..Parts::default()
             }
         }
+    }
+}
+
+/// Chosen and rejected as plain texts with an implicit prompt, split as TRL's `extract_prompt`
+/// does: the prompt is the characters they share up to the first that differs, less a space just
+/// before it (which stays at the start of both responses). When one text is a prefix of the other,
+/// TRL's loop ends on the shorter text's last character, and so does this. Texts that share no
+/// first character have no prompt to extract and are reported.
+fn split_texts(fields: &mut Fields<'_>, chosen: &str, rejected: &str) -> Parts {
+    let chosen_chars: Vec<(usize, char)> = chosen.char_indices().collect();
+    let shorter = chosen_chars.len().min(rejected.chars().count());
+    let differs = chosen_chars
+        .iter()
+        .zip(rejected.chars())
+        .position(|(&(_, a), b)| a != b);
+    let cut = match differs {
+        Some(0) => None,
+        Some(index) if chosen_chars[index - 1].1 == ' ' => Some(index - 1),
+        Some(index) => Some(index),
+        None => shorter.checked_sub(1).filter(|&index| index > 0),
+    };
+    let Some(cut) = cut.filter(|&cut| cut > 0) else {
+        fields.report(
+            "prompt",
+            ProblemKind::Invalid(
+                "missing, and chosen and rejected share no leading text to take it from".into(),
+            ),
+        );
+        return Parts::default();
+    };
+    let at = chosen_chars[cut].0;
+    let rejected_at = rejected
+        .char_indices()
+        .nth(cut)
+        .map_or(rejected.len(), |(at, _)| at);
+    Parts {
+        prompt: Some(Prompt::Text(chosen[..at].to_owned())),
+        chosen: Some(chosen[at..].to_owned()),
+        rejected: Some(rejected[rejected_at..].to_owned()),
+        label: labels::BINARY,
     }
 }
 
