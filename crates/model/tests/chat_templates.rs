@@ -114,7 +114,7 @@ fn today() -> String {
         .as_secs()
         / 86_400;
     let (mut year, mut day) = (1970u64, days);
-    let leap = |y: u64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let leap = |y: u64| (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400);
     while day >= if leap(year) { 366 } else { 365 } {
         day -= if leap(year) { 366 } else { 365 };
         year += 1;
