@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The real K-quant model end to end (issue 20, item 9): Gemma 3 270M Q4_K_M from
 # scripts/fetch-gemma3.sh, and the 300 real pairs from scripts/fetch-pairs.sh.
-#   1. score a text (BOS first) and answer a chat prompt through the file's own template;
+#   1. score a text (BOS first) and continue it (this base model's file has no chat template, so
+#      --chat would fall back to ChatML, which Gemma never saw);
 #   2. a few SFT steps, then a few GDPO steps with LoRA r 16 (binary labels from the file);
 #   3. the adapter exported in PEFT's layout, scored back through --adapter.
 # Outputs go to .cache/real-gemma3/. Prints one line per stage with the time.
@@ -28,9 +29,9 @@ with open(f"{out}/probes.jsonl", "w") as f:
         f.write(json.dumps({"text": (p["conversations"][-1]["value"] + "\n" + p["chosen"]["value"])[:400]}) + "\n")
 PY
 
-stage "1. score and chat"
+stage "1. score and continue"
 $S score --model $M --text "The capital of France is Paris. The capital of Italy is" --json > "$D/score.json"
-$S generate --model $M --chat --max-tokens 32 --prompt "Name three primary colours."
+$S generate --model $M --max-tokens 16 --prompt "The capital of France is Paris. The capital of Italy is"
 echo
 
 stage "2a. SFT, $STEPS steps"

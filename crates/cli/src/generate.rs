@@ -65,6 +65,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         loaded.model.config.hidden_size,
         started.elapsed().as_secs_f64()
     );
+    if args.chat && loaded.tokenizer.chat_template().is_none() {
+        eprintln!(
+            "softalign: note: {} has no chat template; --chat renders the prompt as ChatML",
+            args.model.display()
+        );
+    }
     let text = if args.chat {
         loaded
             .tokenizer
