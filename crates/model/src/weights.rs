@@ -75,6 +75,16 @@ impl WeightMap {
                 found: tensor.shape,
             });
         }
+        // A NaN would be swallowed by the attention softmax and give finite, wrong scores.
+        if let Some(at) = tensor.data.iter().position(|v| !v.is_finite()) {
+            return Err(ModelError::Format {
+                path: self.source.clone(),
+                problem: format!(
+                    "tensor {name}: value {} at index {at} is not finite",
+                    tensor.data[at]
+                ),
+            });
+        }
         Ok(tensor)
     }
 

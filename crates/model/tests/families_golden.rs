@@ -193,3 +193,26 @@ fn phi3_longrope_with_partial_rotary_matches_transformers() {
     assert_eq!(loaded.model.config.rotary_dim(), 8);
     round_trip(&loaded, &expected(&folder).input_ids, "phi3-longrope");
 }
+
+#[test]
+fn a_non_finite_weight_is_refused_naming_the_tensor() {
+    let folder = golden("hf-tiny-llama31");
+    let out = std::env::temp_dir().join(format!("softalign-nan-weight-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(folder.join(file), out.join(file)).unwrap();
+    }
+    let mut weights =
+        softalign_model::WeightMap::read_safetensors(&folder.join("model.safetensors")).unwrap();
+    let name = "model.layers.1.self_attn.k_proj.weight";
+    weights.tensors.get_mut(name).unwrap().data[5] = f32::NAN;
+    let mut tensors: Vec<_> = weights.tensors.into_iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    softalign_model::weights::write_safetensors(&out.join("model.safetensors"), &tensors).unwrap();
+    let error = load_pretrained(&out, &Device::default()).unwrap_err().to_string();
+    assert!(
+        error.contains(name) && error.contains("not finite"),
+        "{error}"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}
