@@ -531,6 +531,9 @@ impl ModelConfig {
             "max_position_embeddings": self.max_position_embeddings,
             "bos_token_id": self.bos_token_id,
             "eos_token_id": eos,
+            // Inside the vocabulary (Phi3Config's default 32000 is not, for small vocabularies,
+            // and transformers then refuses the embedding).
+            "pad_token_id": self.pad_token_id(),
             "torch_dtype": "float32",
             "dtype": "float32",
             "use_cache": true,
