@@ -209,7 +209,9 @@ fn a_non_finite_weight_is_refused_naming_the_tensor() {
     let mut tensors: Vec<_> = weights.tensors.into_iter().collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     softalign_model::weights::write_safetensors(&out.join("model.safetensors"), &tensors).unwrap();
-    let error = load_pretrained(&out, &Device::default()).unwrap_err().to_string();
+    let error = load_pretrained(&out, &Device::default())
+        .unwrap_err()
+        .to_string();
     assert!(
         error.contains(name) && error.contains("not finite"),
         "{error}"
