@@ -80,7 +80,7 @@ impl WeightMap {
             return Err(ModelError::Format {
                 path: self.source.clone(),
                 problem: format!(
-                    "tensor {name}: value {} at index {at} is not finite",
+                    "tensor {name}: non-finite value {} at index {at}",
                     tensor.data[at]
                 ),
             });

@@ -213,7 +213,7 @@ fn a_non_finite_weight_is_refused_naming_the_tensor() {
         .unwrap_err()
         .to_string();
     assert!(
-        error.contains(name) && error.contains("not finite"),
+        error.contains(name) && error.contains("non-finite"),
         "{error}"
     );
     std::fs::remove_dir_all(&out).unwrap();
