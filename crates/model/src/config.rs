@@ -127,25 +127,10 @@ impl ModelConfig {
         }
     }
 
-    /// The SmolLM2-135M shape (30 blocks, width 576, FFN 1536, 9/3 heads, vocabulary 49,152, tied).
+    /// The SmolLM2-135M shape (30 blocks, width 576, FFN 1536, 9/3 heads, vocabulary 49,152, tied):
+    /// [`ModelConfig::llama_defaults`], whose shape fields are SmolLM2-135M's.
     pub fn smollm2_135m() -> Self {
-        Self {
-            family: Family::Llama,
-            vocab_size: 49152,
-            hidden_size: 576,
-            intermediate_size: 1536,
-            num_hidden_layers: 30,
-            num_attention_heads: 9,
-            num_key_value_heads: 3,
-            head_dim: 64,
-            rms_norm_eps: 1e-5,
-            rope_theta: 100_000.0,
-            tie_word_embeddings: true,
-            max_position_embeddings: 8192,
-            bos_token_id: Some(1),
-            eos_token_ids: vec![2],
-            ..Self::llama_defaults()
-        }
+        Self::llama_defaults()
     }
 
     /// Qwen2.5-1.5B's shape (28 blocks, width 1536, FFN 8960, 12/2 heads, vocabulary 151,936,

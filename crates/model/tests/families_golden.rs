@@ -13,9 +13,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor};
-use common::{flat_logits, golden, max_abs_diff, to_vec, token_ids, tokens};
+use common::{flat_logits, golden, greedy, max_abs_diff, to_vec, token_ids, tokens};
 use serde_json::Value;
-use softalign_model::{Family, KvCache, load_pretrained, next_token_logps, save_pretrained};
+use softalign_model::{Family, load_pretrained, next_token_logps, save_pretrained};
 
 fn local(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -44,30 +44,6 @@ fn expected(folder: &Path) -> Expected {
             .collect(),
         greedy: token_ids(&v["greedy_next_12"]),
     }
-}
-
-/// Greedy decoding through the KV cache: the prompt in one call, then a token at a time.
-fn greedy(
-    model: &softalign_model::CausalLm,
-    prompt: &[u32],
-    n: usize,
-    device: &Device,
-) -> Vec<u32> {
-    let mut cache = KvCache::new(model);
-    let mut logits = model.forward_cached(tokens(prompt, device), &mut cache);
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let next = logits
-            .clone()
-            .argmax(1)
-            .into_data()
-            .iter::<i64>()
-            .next()
-            .unwrap() as u32;
-        out.push(next);
-        logits = model.forward_cached(tokens(&[next], device), &mut cache);
-    }
-    out
 }
 
 /// Loads `source` and checks it against the expectations of `folder`: logits, per-token

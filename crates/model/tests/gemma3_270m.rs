@@ -10,9 +10,9 @@ mod common;
 use std::path::Path;
 
 use burn::tensor::Device;
-use common::{to_vec, token_ids, tokens};
+use common::{greedy, to_vec, token_ids, tokens};
 use serde_json::Value;
-use softalign_model::{Family, KvCache, load_pretrained};
+use softalign_model::{Family, load_pretrained};
 
 #[test]
 fn gemma3_270m_q4_k_m_scores_like_transformers() {
@@ -70,28 +70,8 @@ fn gemma3_270m_q4_k_m_scores_like_transformers() {
         eprintln!("{text:?}: mean |Δ log p| {mean:.2e}, max {worst:.2e}");
         assert!(mean <= 0.02, "{text:?}: mean |Δ log p| {mean}");
 
-        let mut cache = KvCache::new(&loaded.model);
-        let mut logits = loaded
-            .model
-            .forward_cached(tokens(&ids, &device), &mut cache);
-        let mut greedy = Vec::new();
-        for _ in 0..case["greedy_next_8"].as_array().unwrap().len() {
-            let next = logits
-                .clone()
-                .argmax(1)
-                .into_data()
-                .iter::<i64>()
-                .next()
-                .unwrap() as u32;
-            greedy.push(next);
-            logits = loaded
-                .model
-                .forward_cached(tokens(&[next], &device), &mut cache);
-        }
-        assert_eq!(
-            greedy,
-            token_ids(&case["greedy_next_8"]),
-            "{text:?}: greedy"
-        );
+        let want_greedy = token_ids(&case["greedy_next_8"]);
+        let got_greedy = greedy(&loaded.model, &ids, want_greedy.len(), &device);
+        assert_eq!(got_greedy, want_greedy, "{text:?}: greedy");
     }
 }

@@ -130,26 +130,10 @@ fn the_merged_model_computes_the_adapted_logits() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
-/// A copy of the golden adapter with its config edited by `edit`, loaded onto the base.
+/// A copy of the golden adapter with its config edited by `edit`, loaded onto the base: the
+/// error it must give.
 fn load_edited(name: &str, edit: impl FnOnce(&mut Value)) -> String {
-    let dir = temp_dir(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let peft = fixture().join("adapter");
-    std::fs::copy(
-        peft.join(ADAPTER_WEIGHTS_FILE),
-        dir.join(ADAPTER_WEIGHTS_FILE),
-    )
-    .unwrap();
-    let mut config = json(&peft.join(ADAPTER_CONFIG_FILE));
-    edit(&mut config);
-    std::fs::write(
-        dir.join(ADAPTER_CONFIG_FILE),
-        serde_json::to_string(&config).unwrap(),
-    )
-    .unwrap();
-    let error = load_adapter(base(), &dir).unwrap_err().to_string();
-    std::fs::remove_dir_all(&dir).unwrap();
-    error
+    load_with_config(name, edit).expect_err("the edited adapter is refused")
 }
 
 #[test]

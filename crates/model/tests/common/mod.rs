@@ -80,3 +80,28 @@ pub fn parameter_gradients(model: &softalign_model::CausalLm, grads: &Gradients)
     model.visit(&mut collect);
     collect.found
 }
+
+/// Greedy decoding through the KV cache: the prompt in one call, then one token at a time;
+/// the `n` tokens chosen.
+pub fn greedy(
+    model: &softalign_model::CausalLm,
+    prompt: &[u32],
+    n: usize,
+    device: &Device,
+) -> Vec<u32> {
+    let mut cache = softalign_model::KvCache::new(model);
+    let mut logits = model.forward_cached(tokens(prompt, device), &mut cache);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let next = logits
+            .clone()
+            .argmax(1)
+            .into_data()
+            .iter::<i64>()
+            .next()
+            .unwrap() as u32;
+        out.push(next);
+        logits = model.forward_cached(tokens(&[next], device), &mut cache);
+    }
+    out
+}
