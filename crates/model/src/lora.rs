@@ -515,6 +515,12 @@ fn peft_config_json(config: &LoraConfig, base_model: &str) -> Value {
 /// per-module rank or α, extra trained modules, or layer selection) on module names this model
 /// has. Each refusal names the key.
 pub fn read_adapter_config(folder: &Path) -> Result<LoraConfig> {
+    read_adapter(folder).map(|(config, _)| config)
+}
+
+/// [`read_adapter_config`], with the per-path matching of `target_modules` / `exclude_modules`
+/// that decides which layers the adapter adapts.
+fn read_adapter(folder: &Path) -> Result<(LoraConfig, PeftTargets)> {
     let path = folder.join(ADAPTER_CONFIG_FILE);
     let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
     let value: Value = serde_json::from_str(&text).map_err(|cause| ModelError::Json {
@@ -581,7 +587,7 @@ pub fn read_adapter_config(folder: &Path) -> Result<LoraConfig> {
     let dropout = get("lora_dropout").and_then(Value::as_f64).unwrap_or(0.0);
     // Which layers are adapted is decided per module path by `PeftTargets`; this is the
     // summary by module name (a regular expression or `all-linear` may reach any).
-    PeftTargets::from_config(&value).map_err(|(key, problem)| bad(key, problem))?;
+    let matcher = PeftTargets::from_config(&value).map_err(|(key, problem)| bad(key, problem))?;
     let targets = match get("target_modules") {
         Some(Value::String(_)) => LoraConfig::parse_targets("all-linear"),
         Some(Value::Array(items)) => {
@@ -612,7 +618,7 @@ pub fn read_adapter_config(folder: &Path) -> Result<LoraConfig> {
         };
         bad(key, problem)
     })?;
-    Ok(config)
+    Ok((config, matcher))
 }
 
 /// Loads the PEFT adapter in `folder` onto `model` (a base without adapters), checking every
@@ -628,7 +634,7 @@ pub fn load_adapter(model: CausalLm, folder: &Path) -> Result<CausalLm> {
             "the model already carries an adapter",
         ));
     }
-    let config = read_adapter_config(folder)?;
+    let (config, targets) = read_adapter(folder)?;
     let weights_path = folder.join(ADAPTER_WEIGHTS_FILE);
     let mut weights = WeightMap::read_safetensors(&weights_path)?;
     let mut model = model.no_grad();
@@ -638,16 +644,6 @@ pub fn load_adapter(model: CausalLm, folder: &Path) -> Result<CausalLm> {
         .into_iter()
         .map(|l| (l.path, l.module))
         .collect();
-    let config_path = folder.join(ADAPTER_CONFIG_FILE);
-    let raw: Value = serde_json::from_str(
-        &std::fs::read_to_string(&config_path).map_err(io_error(&config_path))?,
-    )
-    .map_err(|cause| ModelError::Json {
-        path: config_path.clone(),
-        cause,
-    })?;
-    let targets = PeftTargets::from_config(&raw)
-        .map_err(|(key, problem)| adapter_error(&config_path, key, problem))?;
     for (linear, (path, _module)) in model.linears_mut().into_iter().zip(names) {
         if !targets.adapts(&path) {
             continue;

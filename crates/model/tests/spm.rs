@@ -10,6 +10,10 @@
 //!                         (scripts/fetch-gemma3.sh; that test is skipped, with a note, when the file
 //!                         is absent).
 
+mod common;
+
+use common::token_ids;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -27,15 +31,6 @@ fn golden(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-fn ids(value: &Value) -> Vec<u32> {
-    value
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
 /// Checks every case of one golden file entry; returns how many texts were compared.
 fn assert_matches_transformers(tokenizer: &TextTokenizer, expected: &Value) -> usize {
     let file = expected["file"].as_str().unwrap();
@@ -48,11 +43,15 @@ fn assert_matches_transformers(tokenizer: &TextTokenizer, expected: &Value) -> u
     for case in cases {
         let text = case["text"].as_str().unwrap();
         let encoded = tokenizer.encode(text).unwrap();
-        assert_eq!(encoded, ids(&case["encode"]), "{file}: encode {text:?}");
+        assert_eq!(
+            encoded,
+            token_ids(&case["encode"]),
+            "{file}: encode {text:?}"
+        );
         let plain = tokenizer.inner().encode(text, false).unwrap();
         assert_eq!(
             plain.get_ids(),
-            ids(&case["encode_plain"]),
+            token_ids(&case["encode_plain"]),
             "{file}: encode {text:?} without special tokens"
         );
         assert_eq!(
