@@ -5,6 +5,7 @@ use burn::tensor::Device;
 use clap::Subcommand;
 use softalign_model::{LoraConfig, ModelConfig};
 use softalign_optim::bench::{BenchOptimizer, measure, measure_bandwidth};
+use softalign_train::bench_generate::{GenerateSetup, bench_generate};
 use softalign_train::bench_step::{LENGTH, SEQUENCES, StepSetup, bench_step};
 
 /// The benchmarks.
@@ -54,6 +55,34 @@ pub enum BenchCommand {
         #[command(flatten)]
         device: crate::device::DeviceArg,
     },
+    /// Prefill and decode throughput of a model on its own weights (a GGUF's block formats kept),
+    /// as llama.cpp's llama-bench measures pp and tg: one prompt batch into an empty KV cache;
+    /// greedy decoding from an empty cache, one token at a time.
+    ///
+    /// Medians over --repeats runs after a warm-up. With --json, one object:
+    /// {"prefill_tokens_per_s", "decode_tokens_per_s", "peak_rss_bytes", "cpu", "device", …}.
+    /// The baseline is `scripts/llamacpp-bench.sh MODEL.gguf` on the same file, run back to back.
+    Generate {
+        /// The model: a GGUF file or a Hugging Face folder.
+        #[arg(long)]
+        model: std::path::PathBuf,
+        /// Prompt tokens (random ids) in the prefill batch.
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=131_072))]
+        prompt_tokens: u64,
+        /// Tokens to decode.
+        #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=131_072))]
+        tokens: u64,
+        /// Timed runs of each (the median is reported).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=100))]
+        repeats: u64,
+        /// Print one JSON object instead of a line per run and a summary.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        quantize: crate::device::QuantizeArg,
+        #[command(flatten)]
+        device: crate::device::DeviceArg,
+    },
 }
 
 /// Run one benchmark.
@@ -96,6 +125,59 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
                 gradient_checkpointing,
             };
             step(steps as usize, json, &setup, &device)
+        }
+        BenchCommand::Generate {
+            model,
+            prompt_tokens,
+            tokens,
+            repeats,
+            json,
+            quantize,
+            device,
+        } => {
+            let device = device.open("bench generate")?;
+            let loaded = softalign_model::load_pretrained_as(&model, &device, quantize.format())?;
+            let (prompt_tokens, tokens) = (prompt_tokens as usize, tokens as usize);
+            let context = loaded.model.config.max_position_embeddings;
+            anyhow::ensure!(
+                prompt_tokens.max(tokens) <= context,
+                "--prompt-tokens {prompt_tokens} / --tokens {tokens}: the model's context is {context} positions"
+            );
+            let setup = GenerateSetup {
+                prompt_tokens,
+                tokens,
+                repeats: repeats as usize,
+            };
+            let result = bench_generate(
+                &loaded.model,
+                &setup,
+                softalign_model::device::describe(&device),
+                |line| {
+                    if !json {
+                        eprintln!("{line}");
+                    }
+                },
+            );
+            if json {
+                println!("{}", serde_json::to_string(&result)?);
+            } else {
+                println!(
+                    "bench generate: prefill {:.1} tokens/s ({} tokens), decode {:.1} tokens/s \
+                     ({} tokens); {} linear weights quantized ({:.1} MB, {} kernels); peak RSS \
+                     {:.2} GB; {} threads; {}",
+                    result.prefill_tokens_per_s,
+                    result.prompt_tokens,
+                    result.decode_tokens_per_s,
+                    result.tokens,
+                    result.quantized_weights,
+                    result.quantized_bytes as f64 / 1e6,
+                    result.isa,
+                    result.peak_rss_bytes as f64 / 1e9,
+                    result.threads,
+                    result.cpu
+                );
+            }
+            Ok(())
         }
     }
 }

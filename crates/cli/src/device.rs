@@ -28,3 +28,29 @@ impl DeviceArg {
         Ok(self.spec()?.open_one(command)?)
     }
 }
+
+/// `--quantize`: how a loaded model holds its linear weights.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QuantizeArg {
+    /// How to hold the model's linear weights on the CPU: q8_0, q4_k or q4_0 quantize an
+    /// f32/f16/bf16 Hugging Face model's weights as they load (QLoRA's frozen base); none widens
+    /// everything to f32. Without the flag a GGUF keeps its own block formats and a Hugging Face
+    /// model stays f32. Weights kept quantized are frozen: full fine-tuning trains f32 copies,
+    /// LoRA trains adapters over the quantized base, and a merged export is de-quantized.
+    #[arg(long, value_name = "FORMAT", value_parser = parse_weight_format)]
+    pub quantize: Option<softalign_model::WeightFormat>,
+}
+
+impl QuantizeArg {
+    /// The weight format (`Native` when the flag is absent).
+    pub fn format(&self) -> softalign_model::WeightFormat {
+        self.quantize.unwrap_or_default()
+    }
+}
+
+fn parse_weight_format(name: &str) -> std::result::Result<softalign_model::WeightFormat, String> {
+    match name {
+        "native" => Err("expected q8_0, q4_k, q4_0 or none".into()),
+        _ => softalign_model::WeightFormat::parse(name),
+    }
+}

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{Family, ModelConfig};
 use crate::error::{ModelError, Result, io_error};
 use crate::family::Slot;
+use crate::quant::{QuantizedMatrix, SharedBytes, WeightFormat};
 use crate::rope::RopeScaling;
 use crate::tokenizer::GgufVocabulary;
 use crate::weights::{HostTensor, WeightMap};
@@ -70,7 +71,7 @@ pub struct GgufTensorInfo {
     pub offset: u64,
 }
 
-/// A parsed GGUF file, its bytes held in memory.
+/// A parsed GGUF file, its bytes memory-mapped (or held, when parsed from memory).
 #[derive(Debug)]
 pub struct GgufFile {
     /// The file, named in errors.
@@ -81,7 +82,7 @@ pub struct GgufFile {
     pub metadata: BTreeMap<String, GgufValue>,
     /// Tensor directory, in file order.
     pub tensors: Vec<GgufTensorInfo>,
-    bytes: Vec<u8>,
+    bytes: SharedBytes,
     data_start: usize,
 }
 
@@ -216,9 +217,16 @@ impl<'a> Cursor<'a> {
 
 impl GgufFile {
     /// Reads and parses a GGUF file.
+    ///
+    /// The file is memory-mapped: tensors kept in their block formats share its pages (the
+    /// operating system reads them in on first use and may drop them again under memory
+    /// pressure). As with llama.cpp, the file must not be changed while a model uses it.
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(io_error(path))?;
-        Self::parse(path, bytes)
+        let file = std::fs::File::open(path).map_err(io_error(path))?;
+        // SAFETY: the mapping is read-only; a file truncated or rewritten by another process
+        // while mapped is the one case this cannot guard against (as for every mmap reader).
+        let mapped = unsafe { memmap2::Mmap::map(&file) }.map_err(io_error(path))?;
+        Self::parse_shared(path, SharedBytes::new(std::sync::Arc::new(mapped)))
     }
 
     /// Reads only the header of a GGUF file: its version and metadata, without the tensor
@@ -249,7 +257,7 @@ impl GgufFile {
                         version,
                         metadata,
                         tensors: Vec::new(),
-                        bytes: Vec::new(),
+                        bytes: SharedBytes::from_vec(Vec::new()),
                         data_start: 0,
                     });
                 }
@@ -263,8 +271,13 @@ impl GgufFile {
 
     /// Parses GGUF bytes; `path` names them in errors.
     pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Self> {
+        Self::parse_shared(path, SharedBytes::from_vec(bytes))
+    }
+
+    fn parse_shared(path: &Path, shared: SharedBytes) -> Result<Self> {
+        let bytes = shared.as_slice();
         let mut c = Cursor {
-            bytes: &bytes,
+            bytes,
             pos: 0,
             path,
         };
@@ -299,7 +312,7 @@ impl GgufFile {
             metadata,
             tensors,
             data_start,
-            bytes,
+            bytes: shared.clone(),
         };
         for info in &file.tensors {
             file.tensor_bytes(info)?;
@@ -316,9 +329,9 @@ impl GgufFile {
 
     /// The bytes of one tensor, checked against the file's length and the block size.
     fn tensor_bytes(&self, info: &GgufTensorInfo) -> Result<&[u8]> {
-        let extent = layout::tensor_extent(info, self.data_start, self.bytes.len())
+        let extent = layout::tensor_extent(info, self.data_start, self.bytes.as_slice().len())
             .map_err(|p| self.bad(p))?;
-        Ok(&self.bytes[extent])
+        Ok(&self.bytes.as_slice()[extent])
     }
 
     /// The tensor called `name`, or a missing-tensor error naming the file.
@@ -711,9 +724,21 @@ impl GgufFile {
     /// converter interleaves for its rotary layout are put back in the half-split order, and a
     /// tensor the configuration does not use is refused by name.
     pub fn model_weights(&self, config: &ModelConfig) -> Result<WeightMap> {
+        self.model_weights_as(config, WeightFormat::F32)
+    }
+
+    /// [`GgufFile::model_weights`], with the linear weights of the blocks held as `format`
+    /// says: kept in their block formats (sharing the file's mapped bytes; Q/K rows that
+    /// llama.cpp permuted are copied in Hugging Face's order), or all de-quantized to f32.
+    pub fn model_weights_as(
+        &self,
+        config: &ModelConfig,
+        format: WeightFormat,
+    ) -> Result<WeightMap> {
         crate::guard::check_layers_fit(config, self.tensors.len(), &self.path)?;
         let family = config.family;
-        let mut wanted: Vec<(String, String, Vec<usize>, Option<usize>)> = Vec::new();
+        // (GGUF name, Hugging Face name, shape, Q/K heads to unpermute, a block's linear weight)
+        let mut wanted: Vec<(String, String, Vec<usize>, Option<usize>, bool)> = Vec::new();
         for row in family.model_tensors() {
             if row.slot == Slot::Head && config.tie_word_embeddings {
                 continue;
@@ -723,6 +748,7 @@ impl GgufFile {
                 format!("{}.weight", row.hf),
                 config.tensor_shape(row.slot),
                 None,
+                false,
             ));
         }
         let permuted = family.gguf_permutes_qk();
@@ -739,6 +765,7 @@ impl GgufFile {
                     format!("model.layers.{i}.{}.weight", row.hf),
                     shape.clone(),
                     heads,
+                    row.slot.is_linear(),
                 ));
                 if family.qkv_bias() && matches!(row.slot, Slot::Q | Slot::K | Slot::V) {
                     wanted.push((
@@ -746,6 +773,7 @@ impl GgufFile {
                         format!("model.layers.{i}.{}.bias", row.hf),
                         vec![shape[0]],
                         None,
+                        false,
                     ));
                 }
             }
@@ -774,9 +802,13 @@ impl GgufFile {
         let mut map = WeightMap {
             source: self.path.clone(),
             norms_include_one: family.is_gemma(),
+            quantize_to: match format {
+                WeightFormat::Quantize(kind) => Some(kind),
+                _ => None,
+            },
             ..Default::default()
         };
-        for (gguf_name, hf_name, shape, heads) in wanted {
+        for (gguf_name, hf_name, shape, heads, linear) in wanted {
             let info = self.tensor_info(&gguf_name)?;
             let found: Vec<usize> = info.dims.iter().rev().copied().collect();
             if found != shape {
@@ -786,6 +818,18 @@ impl GgufFile {
                     expected: shape.iter().rev().copied().collect(),
                     found: info.dims.clone(),
                 });
+            }
+            if linear && info.kind.is_block_format() && format != WeightFormat::F32 {
+                let raw = self.tensor_bytes(info)?;
+                let start = raw.as_ptr() as usize - self.bytes.as_slice().as_ptr() as usize;
+                let bytes = self.bytes.slice(start..start + raw.len());
+                let mut matrix = QuantizedMatrix::new(info.kind, shape[0], shape[1], bytes)
+                    .map_err(|p| self.bad(format!("tensor {gguf_name}: {p}")))?;
+                if let Some(heads) = heads {
+                    matrix = matrix.permute_rows(&rotary_row_order(shape[0], heads));
+                }
+                map.quantized.insert(hf_name, matrix);
+                continue;
             }
             let mut tensor = self.dequantize(&gguf_name)?;
             if let Some(heads) = heads {
@@ -801,18 +845,9 @@ impl GgufFile {
 /// `2i + s` what Hugging Face stores at row `s·d/2 + i` (d the head width, s ∈ {0, 1}).
 pub fn unpermute_rotary_rows(tensor: &HostTensor, heads: usize) -> HostTensor {
     let (rows, cols) = (tensor.shape[0], tensor.shape[1]);
-    let d = rows / heads;
-    let half = d / 2;
-    let mut data = vec![0.0f32; rows * cols];
-    for h in 0..heads {
-        for s in 0..2 {
-            for i in 0..half {
-                let hf = h * d + s * half + i;
-                let gg = h * d + 2 * i + s;
-                data[hf * cols..(hf + 1) * cols]
-                    .copy_from_slice(&tensor.data[gg * cols..(gg + 1) * cols]);
-            }
-        }
+    let mut data = Vec::with_capacity(rows * cols);
+    for from in rotary_row_order(rows, heads) {
+        data.extend_from_slice(&tensor.data[from * cols..(from + 1) * cols]);
     }
     HostTensor {
         shape: tensor.shape.clone(),
@@ -820,7 +855,23 @@ pub fn unpermute_rotary_rows(tensor: &HostTensor, heads: usize) -> HostTensor {
     }
 }
 
+/// For each Hugging Face row of a permuted Q/K weight, the llama.cpp row holding it.
+fn rotary_row_order(rows: usize, heads: usize) -> Vec<usize> {
+    let d = rows / heads;
+    let half = d / 2;
+    let mut order = vec![0; rows];
+    for h in 0..heads {
+        for s in 0..2 {
+            for i in 0..half {
+                order[h * d + s * half + i] = h * d + 2 * i + s;
+            }
+        }
+    }
+    order
+}
+
 /// IEEE half → f32, subnormals, infinities and NaN included.
+#[inline]
 pub fn f16_to_f32(bits: u16) -> f32 {
     let sign = ((bits >> 15) as u32) << 31;
     let exponent = ((bits >> 10) & 0x1f) as u32;
@@ -837,6 +888,7 @@ pub fn f16_to_f32(bits: u16) -> f32 {
     f32::from_bits(sign | magnitude)
 }
 
+#[inline]
 fn f16_at(raw: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([raw[at], raw[at + 1]]))
 }

@@ -47,6 +47,7 @@ pub mod lora;
 pub mod memory;
 pub mod model;
 pub mod peft_targets;
+pub mod quant;
 pub mod rope;
 pub mod score;
 pub mod tokenizer;
@@ -62,9 +63,13 @@ pub use device::{DeviceError, DeviceSpec};
 pub use error::{ModelError, Result};
 pub use generate::{GenerationConfig, Sampling, TextStream, generate, sample_token};
 pub use gguf::GgufFile;
-pub use lora::{LoraConfig, load_adapter, load_pretrained_with_adapter, save_adapter};
+pub use lora::{
+    LoraConfig, load_adapter, load_pretrained_with_adapter, load_pretrained_with_adapter_as,
+    save_adapter,
+};
 pub use memory::keep_freed_memory;
-pub use model::{CausalLm, KvCache, Linear, next_token_logps, token_logps};
+pub use model::{CausalLm, KvCache, Linear, LinearWeight, next_token_logps, token_logps};
+pub use quant::WeightFormat;
 pub use rope::{Rope, RopeScaling};
 pub use score::{TextScore, score_text};
 pub use tokenizer::{ChatMessage, TextTokenizer};
@@ -116,8 +121,19 @@ fn is_gguf(path: &Path) -> bool {
 /// Loads a model and its tokenizer onto `device` from a Hugging Face model folder (or a file in
 /// one) or from a `.gguf` file.
 pub fn load_pretrained(path: &Path, device: &Device) -> Result<Pretrained> {
+    load_pretrained_as(path, device, WeightFormat::Native)
+}
+
+/// [`load_pretrained`], with the linear weights held as `format` says (a GGUF's block formats
+/// kept, everything f32, or a Hugging Face model's weights quantized as they load). Weights
+/// stay quantized only on the CPU; for other devices they are de-quantized.
+pub fn load_pretrained_as(
+    path: &Path,
+    device: &Device,
+    format: WeightFormat,
+) -> Result<Pretrained> {
     if path.is_file() && is_gguf(path) {
-        return load_gguf(path, device);
+        return load_gguf_as(path, device, format);
     }
     let folder = if path.is_dir() {
         path.to_path_buf()
@@ -129,7 +145,7 @@ pub fn load_pretrained(path: &Path, device: &Device) -> Result<Pretrained> {
             cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
         });
     };
-    load_hf_folder(&folder, device)
+    load_hf_folder_as(&folder, device, format)
 }
 
 /// The Hugging Face folder a file given as the model belongs to: one of the folder's own files
@@ -148,13 +164,19 @@ fn hf_folder_of_file(path: &Path) -> Result<PathBuf> {
     Ok(path.parent().unwrap_or(Path::new(".")).to_path_buf())
 }
 
-/// Loads a GGUF file: configuration and tokenizer from its metadata, weights dequantised to f32.
+/// Loads a GGUF file: configuration and tokenizer from its metadata, linear weights kept in their
+/// block formats on the CPU (see [`load_gguf_as`]).
 pub fn load_gguf(path: &Path, device: &Device) -> Result<Pretrained> {
+    load_gguf_as(path, device, WeightFormat::Native)
+}
+
+/// Loads a GGUF file, its linear weights held as `format` says.
+pub fn load_gguf_as(path: &Path, device: &Device, format: WeightFormat) -> Result<Pretrained> {
     let file = GgufFile::read(path)?;
     let config = file.model_config()?;
     let tokenizer = file.vocabulary()?.to_tokenizer(path)?;
     guard::check_token_ids(&tokenizer, &config, path)?;
-    let weights = file.model_weights(&config)?;
+    let weights = file.model_weights_as(&config, format)?;
     drop(file);
     let model = CausalLm::from_weights(&config, weights, device)?;
     Ok(Pretrained {
@@ -167,6 +189,16 @@ pub fn load_gguf(path: &Path, device: &Device) -> Result<Pretrained> {
 /// Loads a Hugging Face folder: `config.json`, `*.safetensors`, `tokenizer.json` (and
 /// `tokenizer_config.json`, `generation_config.json` when present).
 pub fn load_hf_folder(folder: &Path, device: &Device) -> Result<Pretrained> {
+    load_hf_folder_as(folder, device, WeightFormat::Native)
+}
+
+/// Loads a Hugging Face folder, its linear weights quantized as they load when `format` is
+/// [`WeightFormat::Quantize`].
+pub fn load_hf_folder_as(
+    folder: &Path,
+    device: &Device,
+    format: WeightFormat,
+) -> Result<Pretrained> {
     let mut config = ModelConfig::from_hf_json_file(&folder.join("config.json"))?;
     let generation = folder.join("generation_config.json");
     if generation.exists() {
@@ -191,7 +223,10 @@ pub fn load_hf_folder(folder: &Path, device: &Device) -> Result<Pretrained> {
     }
     let tokenizer = TextTokenizer::from_file(&folder.join("tokenizer.json"))?;
     guard::check_token_ids(&tokenizer, &config, &folder.join("config.json"))?;
-    let weights = WeightMap::read_hf_folder(folder)?;
+    let mut weights = WeightMap::read_hf_folder(folder)?;
+    if let WeightFormat::Quantize(kind) = format {
+        weights.quantize_to = Some(kind);
+    }
     let model = CausalLm::from_weights(&config, weights, device)?;
     Ok(Pretrained {
         model,

@@ -350,8 +350,10 @@ impl CausalLm {
     pub fn merge_adapters(mut self) -> Self {
         for linear in self.linears_mut() {
             if let Some(adapter) = linear.lora.take() {
-                let merged = linear.weight.val() + adapter.delta();
-                linear.weight = Param::from_tensor(merged.detach());
+                let delta = adapter.delta();
+                let merged = linear.weight.to_dense(&delta.device()) + delta;
+                linear.weight =
+                    crate::model::LinearWeight::Dense(Param::from_tensor(merged.detach()));
             }
         }
         self
@@ -359,12 +361,28 @@ impl CausalLm {
 
     /// A fingerprint of the base weights (the model without its adapters): a 64-bit FNV-1a hash
     /// of the family and of every base parameter's shape and a strided sample of up to 4096 of
-    /// its values, as hex. A checkpoint of a LoRA run records it, so that a resume onto another
-    /// base is refused. Parameters are read one at a time (no second copy of the model).
+    /// its values (for a weight kept quantized: its format, shape and a strided sample of up to
+    /// 4096 of its bytes), as hex. A checkpoint of a LoRA run records it, so that a resume onto
+    /// another base is refused. Parameters are read one at a time (no second copy of the model).
     pub fn base_fingerprint(&self) -> String {
         let mut visitor = Fingerprint(Fnv::default());
         visitor.0.write(self.config.family.model_type().as_bytes());
         self.without_adapters().visit(&mut visitor);
+        for layer in &self.layers {
+            for linear in layer.linears() {
+                if let Some(matrix) = linear.weight.quantized() {
+                    visitor.0.write(matrix.kind().name().as_bytes());
+                    for dim in matrix.shape() {
+                        visitor.0.write(&(dim as u64).to_le_bytes());
+                    }
+                    let bytes = matrix.bytes();
+                    let stride = (bytes.len() / 4096).max(1);
+                    for byte in bytes.iter().step_by(stride) {
+                        visitor.0.write(&[*byte]);
+                    }
+                }
+            }
+        }
         format!("{:016x}", (visitor.0).0)
     }
 }
@@ -686,7 +704,18 @@ pub fn load_pretrained_with_adapter(
     adapter: Option<&Path>,
     device: &Device,
 ) -> Result<Pretrained> {
-    let mut loaded = crate::load_pretrained(path, device)?;
+    load_pretrained_with_adapter_as(path, adapter, device, crate::WeightFormat::Native)
+}
+
+/// [`load_pretrained_with_adapter`], the base's linear weights held as `format` says (a
+/// quantized base under the adapters is QLoRA).
+pub fn load_pretrained_with_adapter_as(
+    path: &Path,
+    adapter: Option<&Path>,
+    device: &Device,
+    format: crate::WeightFormat,
+) -> Result<Pretrained> {
+    let mut loaded = crate::load_pretrained_as(path, device, format)?;
     if let Some(folder) = adapter {
         loaded.model = load_adapter(loaded.model, folder)?;
     }

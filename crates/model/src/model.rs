@@ -6,7 +6,9 @@
 //! at once as batched matmuls over strided views (key/value heads are broadcast to their query
 //! groups by the matmul, never copied or looped over).
 
-use burn::module::{Module, Param};
+use burn::module::{
+    Content, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper, ModuleVisitor, Param,
+};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::module::{attention, embedding};
 use burn::tensor::ops::AttentionModuleOptions;
@@ -16,6 +18,7 @@ use crate::config::{Activation, ModelConfig};
 use crate::family::Slot;
 use crate::fused::{head_token_logps, rms_norm, swiglu};
 use crate::lora::LoraAdapter;
+use crate::quant::{QuantizedMatrix, quantized_linear};
 use crate::rope::RotaryFrequencies;
 
 /// Root-mean-square normalisation with a learned gain: `x / √(mean(x²) + ε) · w`.
@@ -46,13 +49,139 @@ impl RmsNorm {
     }
 }
 
-/// A dense layer `x · W + b` with `W` stored `[in, out]` (one matmul, no transpose) and an
-/// optional bias `[out]` (Qwen2's q/k/v projections), plus an optional LoRA adapter whose
-/// low-rank update is added to the output (see [`crate::lora`]).
+/// The weight of a [`Linear`] layer.
+#[derive(Debug, Clone)]
+pub enum LinearWeight {
+    /// f32 `[in, out]` (the transpose of Hugging Face's `[out, in]`): trainable, or frozen.
+    Dense(Param<Tensor<2>>),
+    /// Frozen, in a ggml block format, `[out, in]` as the file holds it (see [`crate::quant`]).
+    Quantized(QuantizedMatrix),
+}
+
+impl LinearWeight {
+    /// `(in, out)`.
+    pub fn shape(&self) -> (usize, usize) {
+        match self {
+            LinearWeight::Dense(weight) => {
+                let [input, output] = weight.lazy_shape().dims();
+                (input, output)
+            }
+            LinearWeight::Quantized(matrix) => {
+                let [output, input] = matrix.shape();
+                (input, output)
+            }
+        }
+    }
+
+    /// The f32 values `[in, out]` on `device` (a quantized weight de-quantized as ggml does).
+    pub fn to_dense(&self, device: &Device) -> Tensor<2> {
+        match self {
+            LinearWeight::Dense(weight) => weight.val(),
+            LinearWeight::Quantized(matrix) => {
+                Tensor::<2>::from_data(TensorData::new(matrix.dequantize(), matrix.shape()), device)
+                    .transpose()
+            }
+        }
+    }
+
+    /// The f32 parameter, if the weight is dense.
+    pub fn dense(&self) -> Option<&Param<Tensor<2>>> {
+        match self {
+            LinearWeight::Dense(weight) => Some(weight),
+            LinearWeight::Quantized(_) => None,
+        }
+    }
+
+    /// The quantized matrix, if the weight is kept quantized.
+    pub fn quantized(&self) -> Option<&QuantizedMatrix> {
+        match self {
+            LinearWeight::Quantized(matrix) => Some(matrix),
+            LinearWeight::Dense(_) => None,
+        }
+    }
+}
+
+// By hand rather than derived: a dense weight is visited as the `weight` parameter itself (no
+// variant name in its path, so checkpoints and parameter names are those of a plain `Param`),
+// and a quantized one holds no parameter at all: optimizers, gradients and device moves never see
+// it.
+impl Module for LinearWeight {
+    fn collect_devices(&self, devices: Vec<Device>) -> Vec<Device> {
+        match self {
+            LinearWeight::Dense(weight) => weight.collect_devices(devices),
+            LinearWeight::Quantized(_) => devices,
+        }
+    }
+
+    fn fork(self, device: &Device) -> Self {
+        match self {
+            LinearWeight::Dense(weight) => LinearWeight::Dense(weight.fork(device)),
+            quantized => quantized,
+        }
+    }
+
+    fn to_device(self, device: &Device) -> Self {
+        match self {
+            LinearWeight::Dense(weight) => LinearWeight::Dense(weight.to_device(device)),
+            quantized => quantized,
+        }
+    }
+
+    fn train(self) -> Self {
+        match self {
+            LinearWeight::Dense(weight) => LinearWeight::Dense(weight.train()),
+            quantized => quantized,
+        }
+    }
+
+    fn valid(&self) -> Self {
+        match self {
+            LinearWeight::Dense(weight) => LinearWeight::Dense(weight.valid()),
+            quantized => quantized.clone(),
+        }
+    }
+
+    fn materialize(self) -> Self {
+        match self {
+            LinearWeight::Dense(weight) => LinearWeight::Dense(weight.materialize()),
+            quantized => quantized,
+        }
+    }
+
+    fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
+        if let LinearWeight::Dense(weight) = self {
+            weight.visit(visitor);
+        }
+    }
+
+    fn map<M: ModuleMapper>(self, mapper: &mut M) -> Self {
+        match self {
+            LinearWeight::Dense(weight) => LinearWeight::Dense(Module::map(weight, mapper)),
+            quantized => quantized,
+        }
+    }
+}
+
+impl ModuleDisplayDefault for LinearWeight {
+    fn content(&self, content: Content) -> Option<Content> {
+        match self {
+            LinearWeight::Dense(weight) => weight.content(content),
+            LinearWeight::Quantized(matrix) => {
+                content.add_single(&format!("{matrix:?}")).optional()
+            }
+        }
+    }
+}
+
+impl ModuleDisplay for LinearWeight {}
+
+/// A dense layer `x · W + b` with `W` stored `[in, out]` (one matmul, no transpose) or kept
+/// quantized `[out, in]`, an optional bias `[out]` (Qwen2's q/k/v projections), plus an optional
+/// LoRA adapter whose low-rank update is added to the output (see [`crate::lora`]).
 #[derive(Module, Debug)]
 pub struct Linear {
-    /// The weight, `[in, out]` (the transpose of Hugging Face's `[out, in]`).
-    pub weight: Param<Tensor<2>>,
+    /// The weight.
+    pub weight: LinearWeight,
     /// The bias, `[out]`.
     pub bias: Option<Param<Tensor<1>>>,
     /// A LoRA adapter: `+ (α/r)·(x·A)·B`.
@@ -60,8 +189,8 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// A layer with the given weight `[in, out]` and bias.
-    pub fn new(weight: Param<Tensor<2>>, bias: Option<Param<Tensor<1>>>) -> Self {
+    /// A layer with the given weight and bias.
+    pub fn new(weight: LinearWeight, bias: Option<Param<Tensor<1>>>) -> Self {
         Self {
             weight,
             bias,
@@ -72,7 +201,10 @@ impl Linear {
     /// `x: [rows, in]` → `[rows, out]`.
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let update = self.lora.as_ref().map(|lora| lora.forward(x.clone()));
-        let y = x.matmul(self.weight.val());
+        let y = match &self.weight {
+            LinearWeight::Dense(weight) => x.matmul(weight.val()),
+            LinearWeight::Quantized(matrix) => quantized_linear(x, matrix),
+        };
         let y = match &self.bias {
             Some(bias) => y + bias.val().unsqueeze::<2>(),
             None => y,
@@ -85,8 +217,7 @@ impl Linear {
 
     /// `(in, out)`.
     pub fn shape(&self) -> (usize, usize) {
-        let [input, output] = self.weight.val().dims();
-        (input, output)
+        self.weight.shape()
     }
 }
 
@@ -493,6 +624,17 @@ impl DecoderLayer {
             .collect()
     }
 
+    /// Every linear layer in forward order, as [`DecoderLayer::linears_mut`].
+    pub fn linears(&self) -> Vec<&Linear> {
+        let (a, m) = (&self.self_attn, &self.mlp);
+        a.qkv
+            .iter()
+            .chain(std::iter::once(&a.o_proj))
+            .chain(m.gate_up.iter())
+            .chain(std::iter::once(&m.down_proj))
+            .collect()
+    }
+
     /// The norm in `slot`.
     pub fn norm(&self, slot: Slot) -> Option<&RmsNorm> {
         match slot {
@@ -612,7 +754,7 @@ impl CausalLm {
         for layer in 0..config.num_hidden_layers {
             let at = Some(layer);
             let mut linear = |slot: Slot, input: usize, output: usize| -> crate::Result<Linear> {
-                let weight = params.matrix(slot, at, [input, output])?;
+                let weight = params.linear(slot, at, [input, output])?;
                 let bias = match (family.qkv_bias(), slot) {
                     (true, Slot::Q | Slot::K | Slot::V) => {
                         Some(params.vector(slot, at, true, output)?)
@@ -691,6 +833,30 @@ impl CausalLm {
             config: config.clone(),
             gradient_checkpointing: false,
         })
+    }
+
+    /// The model with every quantized linear weight de-quantized to a trainable f32 parameter on
+    /// `device` (full fine-tuning trains them; LoRA keeps the base quantized).
+    pub fn dequantize_linears(mut self, device: &Device) -> Self {
+        for layer in &mut self.layers {
+            for linear in layer.linears_mut() {
+                if linear.weight.quantized().is_some() {
+                    let dense = linear.weight.to_dense(device);
+                    linear.weight = LinearWeight::Dense(Param::from_tensor(dense));
+                }
+            }
+        }
+        self
+    }
+
+    /// The linear weights kept quantized: how many, and their bytes (shared with the file they
+    /// came from, not copies).
+    pub fn quantized_weights(&self) -> (usize, usize) {
+        self.layers
+            .iter()
+            .flat_map(|layer| layer.linears())
+            .filter_map(|linear| linear.weight.quantized())
+            .fold((0, 0), |(n, bytes), m| (n + 1, bytes + m.bytes().len()))
     }
 
     /// Next-token logits at every position of `tokens: [batch, time]` under a causal mask:
@@ -881,6 +1047,15 @@ pub fn next_token_logps(logits: Tensor<3>, tokens: Tensor<2, Int>) -> Tensor<2> 
 /// Where [`CausalLm::assemble`] gets each parameter: `slot` of block `layer` (`None` outside
 /// the blocks), in the model's layout (linear weights `[in, out]`).
 pub(crate) trait ParamSource {
+    /// A linear layer's weight, `[in, out]` when dense: by default the f32 [`Self::matrix`].
+    fn linear(
+        &mut self,
+        slot: Slot,
+        layer: Option<usize>,
+        shape: [usize; 2],
+    ) -> crate::Result<LinearWeight> {
+        Ok(LinearWeight::Dense(self.matrix(slot, layer, shape)?))
+    }
     /// A matrix: a linear weight `[in, out]`, the embedding `[vocab, width]` or the head
     /// `[width, vocab]`.
     fn matrix(

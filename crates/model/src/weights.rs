@@ -11,7 +11,9 @@ use safetensors::{Dtype, SafeTensors};
 use crate::config::{Family, ModelConfig};
 use crate::error::{ModelError, Result, io_error};
 use crate::family::Slot;
-use crate::model::{CausalLm, ParamSource};
+use crate::gguf::quants::GgmlType;
+use crate::model::{CausalLm, LinearWeight, ParamSource};
+use crate::quant::QuantizedMatrix;
 
 /// A dense f32 tensor on the host, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,9 +57,49 @@ pub struct WeightMap {
     /// Whether Gemma's norm gains already include the `+ 1` (llama.cpp's convention) rather
     /// than being transformers' `w`.
     pub norms_include_one: bool,
+    /// Linear weights kept in a block format (`[out, in]`), by the same names.
+    pub quantized: HashMap<String, QuantizedMatrix>,
+    /// The format the f32 linear weights of `tensors` are quantized to as the model takes them
+    /// (`--quantize`); `None` keeps them f32.
+    pub quantize_to: Option<GgmlType>,
 }
 
 impl WeightMap {
+    /// Removes and returns linear weight `name`, `[out, in]`: a quantized matrix if the map
+    /// holds one (or quantizes the f32 tensor to [`WeightMap::quantize_to`]), else `None`, and
+    /// the f32 tensor stays for [`WeightMap::take`].
+    pub(crate) fn take_quantized(
+        &mut self,
+        name: &str,
+        expected: [usize; 2],
+    ) -> Result<Option<QuantizedMatrix>> {
+        let source = self.source.clone();
+        let bad = |problem: String| ModelError::Format {
+            path: source.clone(),
+            problem: format!("tensor {name}: {problem}"),
+        };
+        let matrix = match (self.quantized.remove(name), self.quantize_to) {
+            (Some(matrix), _) => matrix,
+            (None, Some(kind)) if self.tensors.contains_key(name) => {
+                let tensor = self.take(name, &expected)?;
+                crate::quant::quantize(kind, &tensor.data, expected[0], expected[1]).map_err(bad)?
+            }
+            (None, _) => return Ok(None),
+        };
+        if matrix.shape() != expected {
+            return Err(ModelError::ShapeMismatch {
+                path: self.source.clone(),
+                tensor: name.to_string(),
+                expected: expected.to_vec(),
+                found: matrix.shape().to_vec(),
+            });
+        }
+        if let Some(row) = matrix.first_non_finite_row() {
+            return Err(bad(format!("non-finite value in row {row}")));
+        }
+        Ok(Some(matrix))
+    }
+
     /// Removes and returns tensor `name`, checking its shape.
     pub(crate) fn take(&mut self, name: &str, expected: &[usize]) -> Result<HostTensor> {
         let tensor = self
@@ -188,6 +230,17 @@ pub(crate) fn host<const D: usize>(param: &Param<Tensor<D>>) -> HostTensor {
     HostTensor { shape, data }
 }
 
+/// A linear weight as Hugging Face stores it, `[out, in]` f32 (a quantized one de-quantized).
+fn host_linear(weight: &LinearWeight) -> HostTensor {
+    match weight {
+        LinearWeight::Dense(param) => host(param).transposed(),
+        LinearWeight::Quantized(matrix) => HostTensor {
+            shape: matrix.shape().to_vec(),
+            data: matrix.dequantize(),
+        },
+    }
+}
+
 /// The Hugging Face name of `slot` in block `layer` (`None`: outside the blocks) of `family`,
 /// without the `.weight` / `.bias` suffix.
 pub fn hf_name(family: Family, slot: Slot, layer: Option<usize>) -> String {
@@ -219,6 +272,30 @@ struct MapParams<'a> {
 }
 
 impl ParamSource for MapParams<'_> {
+    fn linear(
+        &mut self,
+        slot: Slot,
+        layer: Option<usize>,
+        shape: [usize; 2],
+    ) -> Result<LinearWeight> {
+        let name = format!("{}.weight", hf_name(self.family, slot, layer));
+        match self.weights.take_quantized(&name, [shape[1], shape[0]])? {
+            Some(matrix) if crate::device::is_cpu(self.device) => {
+                Ok(LinearWeight::Quantized(matrix))
+            }
+            // No GPU kernels for the block formats yet: de-quantized for other devices.
+            Some(matrix) => Ok(LinearWeight::Dense(param(
+                HostTensor {
+                    shape: vec![shape[1], shape[0]],
+                    data: matrix.dequantize(),
+                }
+                .transposed(),
+                self.device,
+            ))),
+            None => Ok(LinearWeight::Dense(self.matrix(slot, layer, shape)?)),
+        }
+    }
+
     fn matrix(
         &mut self,
         slot: Slot,
@@ -292,7 +369,11 @@ impl CausalLm {
         weights
             .tensors
             .retain(|name, _| !name.ends_with("rotary_emb.inv_freq"));
-        let mut left: Vec<&String> = weights.tensors.keys().collect();
+        let mut left: Vec<&String> = weights
+            .tensors
+            .keys()
+            .chain(weights.quantized.keys())
+            .collect();
         left.sort();
         if let Some(stray) = left.first() {
             return Err(ModelError::Format {
@@ -338,7 +419,7 @@ impl CausalLm {
             for row in family.block_tensors() {
                 let name = hf_name(family, row.slot, Some(i));
                 if let Some(linear) = layer.linear(row.slot) {
-                    out.push((format!("{name}.weight"), host(&linear.weight).transposed()));
+                    out.push((format!("{name}.weight"), host_linear(&linear.weight)));
                     if let Some(bias) = &linear.bias {
                         out.push((format!("{name}.bias"), host(bias)));
                     }

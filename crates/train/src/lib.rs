@@ -16,6 +16,7 @@
 
 #![deny(missing_docs)]
 
+pub mod bench_generate;
 pub mod bench_step;
 pub mod checkpoint;
 pub mod demo;

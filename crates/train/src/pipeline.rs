@@ -8,8 +8,8 @@ use std::time::Instant;
 use burn::module::Module;
 use softalign_data::{Format, LoadOptions, ValidationPolicy, split_train_heldout};
 use softalign_model::{
-    CausalLm, DeviceSpec, LoraConfig, ModelConfig, Pretrained, TextTokenizer,
-    load_pretrained_with_adapter, save_adapter, save_pretrained,
+    CausalLm, DeviceSpec, LoraConfig, ModelConfig, Pretrained, TextTokenizer, WeightFormat,
+    load_pretrained_with_adapter_as, save_adapter, save_pretrained,
 };
 use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
@@ -98,6 +98,9 @@ pub struct TrainSettings {
     pub merge: bool,
     /// Where to train: the CPU, a GPU, or several CUDA GPUs (data parallel).
     pub device: DeviceSpec,
+    /// How the model's linear weights are held (`--quantize`): a frozen base under LoRA stays
+    /// in its block format; full fine-tuning de-quantizes the weights it trains.
+    pub weight_format: WeightFormat,
 }
 
 impl TrainSettings {
@@ -138,6 +141,7 @@ impl TrainSettings {
             gradient_checkpointing: false,
             lora: None,
             adapter: None,
+            weight_format: WeightFormat::Native,
             merge: false,
             device: DeviceSpec::Cpu,
         }
@@ -289,14 +293,26 @@ pub struct RunReport {
 fn load_model(settings: &TrainSettings, notify: &mut dyn FnMut(&str)) -> Result<Pretrained> {
     let started = Instant::now();
     let device = settings.device.open()?.remove(0);
-    let mut loaded = load_pretrained_with_adapter(
+    let mut loaded = load_pretrained_with_adapter_as(
         &settings.model,
         settings.adapter.as_deref(),
-        &device.autodiff(),
+        &device.clone().autodiff(),
+        settings.weight_format,
     )?;
     if let Some(lora) = &settings.lora {
         crate::lora::check_rank(&loaded.model, lora)?;
         loaded.model = loaded.model.with_lora(lora, settings.seed);
+    }
+    if !loaded.model.has_adapters() {
+        // Every weight is trained: quantized ones become f32 parameters.
+        loaded.model = loaded.model.dequantize_linears(&device.autodiff());
+    }
+    let (quantized, bytes) = loaded.model.quantized_weights();
+    if quantized > 0 {
+        notify(&format!(
+            "base: {quantized} linear weights kept quantized ({:.1} MB), frozen under the adapters",
+            bytes as f64 / 1e6
+        ));
     }
     loaded.model = loaded
         .model

@@ -23,12 +23,12 @@ pub use norm::rms_norm;
 pub use swiglu::swiglu;
 
 /// Whether `tensor` lives on the Flex CPU backend (with or without autodiff).
-fn on_flex<const D: usize>(tensor: &Tensor<D>) -> bool {
+pub(crate) fn on_flex<const D: usize>(tensor: &Tensor<D>) -> bool {
     crate::device::is_cpu(&tensor.device())
 }
 
 /// The f32 elements of `tensor` in row-major order (copied only when it is a strided view).
-fn f32_values(tensor: &FlexTensor) -> Cow<'_, [f32]> {
+pub(crate) fn f32_values(tensor: &FlexTensor) -> Cow<'_, [f32]> {
     match tensor.as_slice::<f32>() {
         Some(values) => values.into(),
         None => tensor
@@ -41,6 +41,6 @@ fn f32_values(tensor: &FlexTensor) -> Cow<'_, [f32]> {
 }
 
 /// A contiguous f32 tensor of `shape` holding `values`.
-fn from_vec(values: Vec<f32>, shape: Shape) -> FlexTensor {
+pub(crate) fn from_vec(values: Vec<f32>, shape: Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }

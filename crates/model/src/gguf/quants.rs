@@ -139,6 +139,18 @@ impl GgmlType {
         }
     }
 
+    /// Whether values come in blocks sharing scales (every type but F32, F16 and BF16): the
+    /// formats a frozen weight is kept in (`crate::quant`).
+    pub fn is_block_format(self) -> bool {
+        !matches!(self, GgmlType::F32 | GgmlType::F16 | GgmlType::Bf16)
+    }
+
+    /// Bytes of a row of `cols` values (a whole number of blocks).
+    pub fn row_bytes(self, cols: usize) -> usize {
+        let (per_block, bytes) = self.block();
+        cols / per_block * bytes
+    }
+
     /// (values per block, bytes per block).
     pub fn block(self) -> (usize, usize) {
         match self {
@@ -219,6 +231,7 @@ pub const IQ4_NL_VALUES: [i8; 16] = [
 ];
 
 /// Q4_0: `x = (q − 8)·d`; byte j holds value j (low nibble) and value j + 16 (high nibble).
+#[inline]
 pub fn q4_0(block: &[u8; Q4_0_BYTES], out: &mut [f32; QK]) {
     let d = f16_at(block, 0);
     let (low, high) = out.split_at_mut(QK / 2);
@@ -229,6 +242,7 @@ pub fn q4_0(block: &[u8; Q4_0_BYTES], out: &mut [f32; QK]) {
 }
 
 /// Q4_1: `x = q·d + m`, nibbles laid out as in [`q4_0`].
+#[inline]
 pub fn q4_1(block: &[u8; Q4_1_BYTES], out: &mut [f32; QK]) {
     let (d, m) = (f16_at(block, 0), f16_at(block, 2));
     let (low, high) = out.split_at_mut(QK / 2);
@@ -240,6 +254,7 @@ pub fn q4_1(block: &[u8; Q4_1_BYTES], out: &mut [f32; QK]) {
 
 /// The 5-bit values j and j + 16 of a Q5 block: nibbles as in [`q4_0`], bit 4 of value i in bit
 /// i of the little-endian u32 `qh`.
+#[inline]
 fn five_bit_pair(q: u8, qh: u32, j: usize) -> (u32, u32) {
     let high_0 = ((qh >> j) << 4) & 0x10;
     let high_1 = (qh >> (j + 12)) & 0x10;
@@ -247,6 +262,7 @@ fn five_bit_pair(q: u8, qh: u32, j: usize) -> (u32, u32) {
 }
 
 /// Q5_0: `x = (q − 16)·d` with 5-bit `q`.
+#[inline]
 pub fn q5_0(block: &[u8; Q5_0_BYTES], out: &mut [f32; QK]) {
     let d = f16_at(block, 0);
     let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
@@ -258,6 +274,7 @@ pub fn q5_0(block: &[u8; Q5_0_BYTES], out: &mut [f32; QK]) {
 }
 
 /// Q5_1: `x = q·d + m` with 5-bit `q`.
+#[inline]
 pub fn q5_1(block: &[u8; Q5_1_BYTES], out: &mut [f32; QK]) {
     let (d, m) = (f16_at(block, 0), f16_at(block, 2));
     let qh = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
@@ -269,6 +286,7 @@ pub fn q5_1(block: &[u8; Q5_1_BYTES], out: &mut [f32; QK]) {
 }
 
 /// Q8_0: `x = q·d` with signed 8-bit `q`.
+#[inline]
 pub fn q8_0(block: &[u8; Q8_0_BYTES], out: &mut [f32; QK]) {
     let d = f16_at(block, 0);
     for (x, &q) in out.iter_mut().zip(&block[2..]) {
@@ -277,6 +295,7 @@ pub fn q8_0(block: &[u8; Q8_0_BYTES], out: &mut [f32; QK]) {
 }
 
 /// IQ4_NL: `x = d·IQ4_NL_VALUES[q]`, indices laid out as the nibbles of [`q4_0`].
+#[inline]
 pub fn iq4_nl(block: &[u8; IQ4_NL_BYTES], out: &mut [f32; QK]) {
     let d = f16_at(block, 0);
     let (low, high) = out.split_at_mut(QK / 2);
@@ -289,6 +308,7 @@ pub fn iq4_nl(block: &[u8; IQ4_NL_BYTES], out: &mut [f32; QK]) {
 /// Q2_K: 16 sub-blocks of 16; sub-block s has scale byte `scales[s]` (low nibble scales `d`,
 /// high nibble scales `dmin`) and `x = (d·sc)·q − dmin·m` with 2-bit `q`. Each 128 values take
 /// 32 bytes of `qs`, bit pair 2j of byte l holding value 32j + l.
+#[inline]
 pub fn q2_k(block: &[u8; Q2_K_BYTES], out: &mut [f32; QK_K]) {
     let (scales, rest) = block.split_at(QK_K / 16);
     let qs = &rest[..QK_K / 4];
@@ -305,6 +325,7 @@ pub fn q2_k(block: &[u8; Q2_K_BYTES], out: &mut [f32; QK_K]) {
 
 /// The 16 signed 6-bit scales of a Q3_K super-block: the low nibbles of bytes 0..8 then their
 /// high nibbles, each topped with a 2-bit pair of bytes 8..12, minus 32.
+#[inline]
 fn q3_k_scales(packed: &[u8]) -> [i32; 16] {
     std::array::from_fn(|s| {
         let low = if s < 8 {
@@ -319,6 +340,7 @@ fn q3_k_scales(packed: &[u8]) -> [i32; 16] {
 
 /// Q3_K: 16 sub-blocks of 16, `x = (d·sc)·q` with signed 6-bit `sc` and 3-bit `q`: two bits as in
 /// [`q2_k`], and 4 subtracted unless bit (value / 32) of `hmask[value % 32]` is set.
+#[inline]
 pub fn q3_k(block: &[u8; Q3_K_BYTES], out: &mut [f32; QK_K]) {
     let (hmask, rest) = block.split_at(QK_K / 8);
     let (qs, rest) = rest.split_at(QK_K / 4);
@@ -340,6 +362,7 @@ pub fn q3_k(block: &[u8; Q3_K_BYTES], out: &mut [f32; QK_K]) {
 /// The 6-bit scale and minimum of sub-block `j` (0..8) of a Q4_K or Q5_K super-block
 /// (`get_scale_min_k4`): sub-blocks 0..4 in the low six bits of bytes j and j + 4, sub-blocks
 /// 4..8 in the nibbles of byte j + 4 topped with the top two bits of bytes j − 4 and j.
+#[inline]
 fn scale_min_k4(j: usize, packed: &[u8]) -> (u8, u8) {
     if j < 4 {
         (packed[j] & 63, packed[j + 4] & 63)
@@ -353,6 +376,7 @@ fn scale_min_k4(j: usize, packed: &[u8]) -> (u8, u8) {
 
 /// The (scale, minimum) pairs `(d·sc, dmin·m)` of the two sub-blocks of 32 that the 64 values
 /// from `pair`·64 span in a Q4_K or Q5_K super-block.
+#[inline]
 fn k4_factors(block: &[u8], pair: usize) -> [(f32, f32); 2] {
     let (d, min) = (f16_at(block, 0), f16_at(block, 2));
     let packed = &block[4..16];
@@ -364,6 +388,7 @@ fn k4_factors(block: &[u8], pair: usize) -> [(f32, f32); 2] {
 
 /// Q4_K: 8 sub-blocks of 32, `x = (d·sc)·q − dmin·m` with 6-bit `sc`, `m` and 4-bit `q`. Each 64
 /// values take 32 bytes: the low nibbles are the first 32 values, the high nibbles the next.
+#[inline]
 pub fn q4_k(block: &[u8; Q4_K_BYTES], out: &mut [f32; QK_K]) {
     let qs = &block[16..];
     for (pair, (q, y)) in qs
@@ -381,6 +406,7 @@ pub fn q4_k(block: &[u8; Q4_K_BYTES], out: &mut [f32; QK_K]) {
 }
 
 /// Q5_K: as [`q4_k`] with 5-bit `q`: bit 4 of value 32s + l is bit s of `qh[l]`.
+#[inline]
 pub fn q5_k(block: &[u8; Q5_K_BYTES], out: &mut [f32; QK_K]) {
     let qh = &block[16..48];
     let qs = &block[48..];
@@ -404,6 +430,7 @@ pub fn q5_k(block: &[u8; Q5_K_BYTES], out: &mut [f32; QK_K]) {
 /// Q6_K: 16 sub-blocks of 16, `x = (d·sc)·(q − 32)` with signed 8-bit `sc` and 6-bit `q`. Each
 /// 128 values take 64 bytes of `ql` and 32 of `qh`: value 32k + l has the low (k < 2) or high
 /// nibble of `ql[l + 32·(k % 2)]` and bits 2k, 2k + 1 of `qh[l]`.
+#[inline]
 pub fn q6_k(block: &[u8; Q6_K_BYTES], out: &mut [f32; QK_K]) {
     let (ql, rest) = block.split_at(QK_K / 2);
     let (qh, rest) = rest.split_at(QK_K / 4);
@@ -432,6 +459,7 @@ pub fn q6_k(block: &[u8; Q6_K_BYTES], out: &mut [f32; QK_K]) {
 
 /// IQ4_XS: 8 sub-blocks of 32, `x = (d·(ls − 32))·IQ4_NL_VALUES[q]` with 6-bit `ls` (its low
 /// nibble in `scales_l`, its top two bits in the u16 `scales_h`); indices as in [`iq4_nl`].
+#[inline]
 pub fn iq4_xs(block: &[u8; IQ4_XS_BYTES], out: &mut [f32; QK_K]) {
     let d = f16_at(block, 0);
     let scales_h = u16::from_le_bytes([block[2], block[3]]);

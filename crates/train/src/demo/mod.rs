@@ -142,7 +142,7 @@ pub fn seeded_model(config: &ModelConfig, seed: u64, device: &Device) -> Result<
     let weights = WeightMap {
         source: PathBuf::from("<seeded init>"),
         tensors,
-        norms_include_one: false,
+        ..Default::default()
     };
     Ok(CausalLm::from_weights(config, weights, device)?)
 }
