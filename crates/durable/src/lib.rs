@@ -229,6 +229,16 @@ fn swap_in(tmp: &Path, dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Moves the folder (or file) `path` aside under a temporary name (`.NAME.old-PID`) and returns
+/// that name, for deleting it: a process killed while deleting then leaves a temporary, which
+/// [`remove_temporaries`] clears, rather than a half-deleted folder under the real name.
+pub fn move_aside(path: &Path) -> Result<PathBuf, WriteError> {
+    let aside = sibling(path, OLD);
+    std::fs::rename(path, &aside).map_err(WriteError::at(path))?;
+    sync_dir(parent(path)).map_err(WriteError::at(parent(path)))?;
+    Ok(aside)
+}
+
 /// Renames the complete file `from` to `to` and syncs the folders involved, so the new name
 /// survives a power cut. For files written by appending (a resumable output), published once.
 pub fn rename_durable(from: &Path, to: &Path) -> Result<(), WriteError> {

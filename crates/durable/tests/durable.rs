@@ -5,7 +5,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use softalign_durable::{
-    WriteError, is_temporary, remove_temporaries, rename_durable, replace_dir_atomic,
+    WriteError, is_temporary, move_aside, remove_temporaries, rename_durable, replace_dir_atomic,
     temporary_path, write_file_atomic, write_file_atomic_with,
 };
 
@@ -188,5 +188,20 @@ fn a_durable_rename_moves_the_file() {
     assert_eq!(names(&dir), ["labels.jsonl"]);
     let missing = rename_durable(&from, &dir.join("labels.jsonl")).unwrap_err();
     assert_eq!(missing.path, from);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_folder_moved_aside_is_a_temporary_under_another_name() {
+    let dir = fresh_dir("aside");
+    let doomed = dir.join("step-00000002");
+    std::fs::create_dir_all(&doomed).unwrap();
+    std::fs::write(doomed.join("model.bpk"), b"x").unwrap();
+    let aside = move_aside(&doomed).unwrap();
+    assert!(!doomed.exists() && aside.join("model.bpk").is_file());
+    assert!(is_temporary(aside.file_name().unwrap()));
+    // A process killed before deleting it leaves only what the folder's owner clears.
+    remove_temporaries(&dir).unwrap();
+    assert_eq!(names(&dir), Vec::<String>::new());
     std::fs::remove_dir_all(&dir).unwrap();
 }
