@@ -197,7 +197,9 @@ mod tests {
         let dir = scratch("lock-leftovers");
         // A run killed while exporting its model and while writing a checkpoint (another pid).
         let export = dir.join(".model.partial-4000001");
-        let checkpoint = dir.join(CHECKPOINTS_DIR).join(".step-00000004.partial-4000001");
+        let checkpoint = dir
+            .join(CHECKPOINTS_DIR)
+            .join(".step-00000004.partial-4000001");
         std::fs::create_dir_all(&export).unwrap();
         std::fs::create_dir_all(&checkpoint).unwrap();
         std::fs::write(checkpoint.join(MODEL_FILE), "torn").unwrap();
