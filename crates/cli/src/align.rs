@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use softalign_data::{DataError, Format, ValidationPolicy};
@@ -575,22 +575,10 @@ pub fn resume_out_dir(resume: &Path) -> PathBuf {
     }
 }
 
-/// Writes `text` to `path` through a temporary file and a rename; a failed write (a full disk)
-/// removes the temporary file.
+/// Writes `text` to `path` whole or not at all (`softalign_durable::write_file_atomic`); a
+/// failed write (a full disk) removes its temporary file.
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}", dir.display()))?;
-    }
-    let partial = path.with_extension("toml.partial");
-    let written = std::fs::write(&partial, text)
-        .with_context(|| format!("{}", partial.display()))
-        .and_then(|_| {
-            std::fs::rename(&partial, path).with_context(|| format!("{}", path.display()))
-        });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&partial);
-    }
-    written
+    Ok(softalign_durable::write_file_atomic(path, text.as_bytes())?)
 }
 
 /// Installs the Ctrl-C handler: the first press asks the run to stop after the current step with

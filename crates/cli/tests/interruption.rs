@@ -7,7 +7,7 @@
 //! at seeded random moments. After each kill the run is continued the way a user would: with
 //! `--resume OUT`, or, when no checkpoint was complete yet, by running the original command
 //! again with `--overwrite`. The exported weights and the metrics must equal the straight run's
-//! byte for byte, and no `.partial` or `.old` folder may be left.
+//! byte for byte, and no temporary (`.NAME.partial-PID`, `.NAME.old-PID`) may be left.
 
 mod common;
 
@@ -107,10 +107,11 @@ fn assert_no_leftovers(out: &Path) {
     folders.retain(|f| f.is_dir());
     for folder in folders {
         for entry in std::fs::read_dir(&folder).unwrap() {
-            let name = entry.unwrap().file_name().into_string().unwrap();
+            let name = entry.unwrap().file_name();
             assert!(
-                !name.ends_with(".partial") && !name.ends_with(".old"),
-                "{name} left in {}",
+                !softalign_durable::is_temporary(&name),
+                "{} left in {}",
+                name.display(),
                 folder.display()
             );
         }

@@ -89,6 +89,15 @@ pub enum JudgeError {
 /// Shorthand for results of this crate.
 pub type Result<T, E = JudgeError> = std::result::Result<T, E>;
 
+impl From<softalign_durable::WriteError> for JudgeError {
+    fn from(error: softalign_durable::WriteError) -> Self {
+        JudgeError::Io {
+            path: error.path,
+            cause: error.cause,
+        }
+    }
+}
+
 /// Maps an I/O error to [`JudgeError::Io`] naming `path`.
 pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> JudgeError + '_ {
     move |cause| JudgeError::Io {

@@ -411,7 +411,7 @@ pub fn label_file(
     let out = if interrupted {
         partial
     } else {
-        std::fs::rename(&partial, &settings.out).map_err(io_error(&partial))?;
+        softalign_durable::rename_durable(&partial, &settings.out)?;
         settings.out.clone()
     };
     let mut report = summarize(&written);
@@ -433,11 +433,9 @@ pub fn label_file(
     Ok(report)
 }
 
-/// Writes `bytes` to `path` through `PATH.partial` and a rename.
+/// Writes `bytes` to `path` whole or not at all (`softalign_durable::write_file_atomic`).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let partial = partial_path(path);
-    std::fs::write(&partial, bytes).map_err(io_error(&partial))?;
-    std::fs::rename(&partial, path).map_err(io_error(path))
+    Ok(softalign_durable::write_file_atomic(path, bytes)?)
 }
 
 fn summarize(written: &[Written]) -> LabelReport {

@@ -91,6 +91,15 @@ pub enum ModelError {
 /// Shorthand for results of this crate.
 pub type Result<T> = std::result::Result<T, ModelError>;
 
+impl From<softalign_durable::WriteError> for ModelError {
+    fn from(error: softalign_durable::WriteError) -> Self {
+        ModelError::Io {
+            path: error.path,
+            cause: error.cause,
+        }
+    }
+}
+
 pub(crate) fn io_error(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ModelError {
     let path = path.into();
     move |cause| ModelError::Io { path, cause }

@@ -12,7 +12,7 @@
 //! clone whose base parameters share the policy's tensor buffers (burn tensors are reference
 //! counted; a frozen parameter is never rewritten by the optimizer).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
@@ -432,8 +432,8 @@ fn adapter_error(path: &Path, field: impl Into<String>, problem: impl Into<Strin
 
 /// Writes the model's adapters as PEFT's `save_pretrained` does into `folder`:
 /// `adapter_config.json` and `adapter_model.safetensors` (f32, `base_model.model.<module>.lora_A.weight`
-/// `[r, in]` and `…lora_B.weight` `[out, r]`). The folder is written beside as `folder.partial`
-/// and renamed into place. `base_model` goes into `base_model_name_or_path`.
+/// `[r, in]` and `…lora_B.weight` `[out, r]`). The folder is replaced whole or not at all
+/// (`softalign_durable::replace_dir_atomic`). `base_model` goes into `base_model_name_or_path`.
 pub fn save_adapter(model: &CausalLm, folder: &Path, base_model: &str) -> Result<()> {
     let config = model.lora_config().ok_or_else(|| ModelError::Format {
         path: folder.to_path_buf(),
@@ -454,39 +454,12 @@ pub fn save_adapter(model: &CausalLm, folder: &Path, base_model: &str) -> Result
         }
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let partial = sibling(folder, "partial");
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial).map_err(io_error(&partial))?;
-    }
-    std::fs::create_dir_all(&partial).map_err(io_error(&partial))?;
-    write_safetensors(&partial.join(ADAPTER_WEIGHTS_FILE), &tensors)?;
     let text = serde_json::to_string_pretty(&peft_config_json(&config, base_model))
         .expect("json value serialises");
-    write_atomic(&partial.join(ADAPTER_CONFIG_FILE), text.as_bytes())?;
-    replace_folder(&partial, folder)
-}
-
-/// `folder` with `.suffix` appended to its name.
-fn sibling(folder: &Path, suffix: &str) -> PathBuf {
-    let mut name = folder.as_os_str().to_owned();
-    name.push(format!(".{suffix}"));
-    PathBuf::from(name)
-}
-
-/// Renames `partial` to `folder`, moving an existing `folder` out of the way first.
-fn replace_folder(partial: &Path, folder: &Path) -> Result<()> {
-    let old = sibling(folder, "old");
-    if folder.exists() {
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(io_error(&old))?;
-        }
-        std::fs::rename(folder, &old).map_err(io_error(folder))?;
-    }
-    std::fs::rename(partial, folder).map_err(io_error(folder))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io_error(&old))?;
-    }
-    Ok(())
+    softalign_durable::replace_dir_atomic(folder, |partial| {
+        write_safetensors(&partial.join(ADAPTER_WEIGHTS_FILE), &tensors)?;
+        write_atomic(&partial.join(ADAPTER_CONFIG_FILE), text.as_bytes())
+    })
 }
 
 /// The `adapter_config.json` PEFT 0.21 writes for a plain LoRA of a causal LM.

@@ -462,14 +462,10 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, HostTensor)]) -> Resul
     write_atomic(path, &serialized)
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place, so that no
-/// half-written file is ever left under `path`.
+/// Writes `bytes` to `path` whole or not at all (`softalign_durable::write_file_atomic`: a
+/// temporary beside it, synced, renamed into place).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).map_err(io_error(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_error(path))
+    Ok(softalign_durable::write_file_atomic(path, bytes)?)
 }
 
 #[cfg(test)]

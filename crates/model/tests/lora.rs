@@ -105,7 +105,7 @@ fn a_saved_adapter_has_peft_names_shapes_and_config_and_loads_back_to_the_same_l
     let ids = expected(&fixture().join("expected_logits_with_adapter.json")).input_ids;
     let reloaded = load_adapter(base(), &out).unwrap();
     assert_eq!(logits(&reloaded, &ids), logits(&model, &ids));
-    assert!(!out.with_extension("partial").exists());
+    assert!(!softalign_durable::temporary_path(&out).exists());
     std::fs::remove_dir_all(&out).unwrap();
 }
 

@@ -4,9 +4,10 @@
 //! which keeps the ids: a fresh model loaded from the checkpoint lines up with the loaded
 //! optimizer state, and training resumes bitwise where it stopped.
 //!
-//! A checkpoint is a folder holding `model.bpk` and `optimizer.bpk`. It is written as
-//! `NAME.partial/` and renamed into place, so a reader (or a run killed mid-write) never sees a
-//! half-written checkpoint.
+//! A checkpoint is a folder holding `model.bpk` and `optimizer.bpk`. It is written durably
+//! (`softalign_durable::replace_dir_atomic`: a temporary folder beside it, every file synced, then
+//! renamed into place), so a reader (or a run killed mid-write) never sees a half-written
+//! checkpoint.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -66,46 +67,28 @@ pub fn save_training_state<M: ModuleSnapshot>(
     optim: &ModuleOptimizer,
     extra: impl FnOnce(&Path) -> Result<(), CheckpointError>,
 ) -> Result<(), CheckpointError> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "checkpoint".into());
-    let partial = dir.with_file_name(format!("{name}.partial"));
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
-    }
-    std::fs::create_dir_all(&partial).map_err(io(&partial))?;
+    softalign_durable::replace_dir_atomic(dir, |partial| {
+        let model_path = partial.join(MODEL_FILE);
+        let mut store = BurnpackStore::from_file(&model_path)
+            .auto_extension(false)
+            .overwrite(true);
+        model
+            .save_into(&mut store)
+            .map_err(|e| record(&model_path, e))?;
+        let optim_path = partial.join(OPTIMIZER_FILE);
+        let bytes = optim.into_bytes().map_err(|e| record(&optim_path, e))?;
+        std::fs::write(&optim_path, &*bytes).map_err(io(&optim_path))?;
+        extra(partial)
+    })
+}
 
-    let model_path = partial.join(MODEL_FILE);
-    let mut store = BurnpackStore::from_file(&model_path)
-        .auto_extension(false)
-        .overwrite(true);
-    model
-        .save_into(&mut store)
-        .map_err(|e| record(&model_path, e))?;
-    let optim_path = partial.join(OPTIMIZER_FILE);
-    let bytes = optim.into_bytes().map_err(|e| record(&optim_path, e))?;
-    std::fs::write(&optim_path, &*bytes).map_err(io(&optim_path))?;
-    extra(&partial)?;
-    for file in std::fs::read_dir(&partial).map_err(io(&partial))? {
-        let path = file.map_err(io(&partial))?.path();
-        std::fs::File::open(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(io(&path))?;
-    }
-
-    let old = dir.with_file_name(format!("{name}.old"));
-    if dir.exists() {
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(io(&old))?;
+impl From<softalign_durable::WriteError> for CheckpointError {
+    fn from(error: softalign_durable::WriteError) -> Self {
+        CheckpointError::Io {
+            path: error.path,
+            cause: error.cause,
         }
-        std::fs::rename(dir, &old).map_err(io(dir))?;
     }
-    std::fs::rename(&partial, dir).map_err(io(dir))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io(&old))?;
-    }
-    Ok(())
 }
 
 /// Refuses optimizer state that does not fit `model`: every state tensor (a moment, a maximum)

@@ -86,9 +86,10 @@ fn resumed_training_is_bitwise_identical() {
         let resumed = train(model, &mut optim, 5..10, &device);
         assert_eq!(values(&straight), values(&resumed), "{kind}");
         assert!(
-            !checkpoint
-                .with_file_name(format!("{}.partial", kind.name()))
-                .exists()
+            std::fs::read_dir(&dir)
+                .unwrap()
+                .all(|e| !softalign_durable::is_temporary(&e.unwrap().file_name())),
+            "{kind}: a temporary was left beside the checkpoint"
         );
     }
     std::fs::remove_dir_all(&dir).unwrap();

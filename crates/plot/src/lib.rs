@@ -27,7 +27,7 @@ pub enum PlotError {
         /// What plotters reported.
         message: String,
     },
-    /// The finished file could not be moved into place.
+    /// The finished file could not be synced or moved into place.
     #[error("{path}: {cause}")]
     Io {
         /// The figure being written.
@@ -36,6 +36,15 @@ pub enum PlotError {
         /// one-line report names it once).
         cause: std::io::Error,
     },
+}
+
+impl From<softalign_durable::WriteError> for PlotError {
+    fn from(error: softalign_durable::WriteError) -> Self {
+        PlotError::Io {
+            path: error.path,
+            cause: error.cause,
+        }
+    }
 }
 
 /// One line on a panel.
@@ -174,29 +183,16 @@ fn register_embedded_font() {
 }
 
 impl Figure {
-    /// Draw the figure and write it to `path` (PNG) atomically.
+    /// Draw the figure and write it to `path` (PNG) whole or not at all
+    /// (`softalign_durable::write_file_atomic_with`: the PNG is drawn into a temporary beside
+    /// `path`, which keeps the `.png` extension the encoder goes by, then synced and renamed).
     pub fn save(&self, path: &Path) -> Result<(), PlotError> {
         register_embedded_font();
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let partial = path.with_file_name(format!(".{file_name}.partial.png"));
         let draw_error = |e: &dyn std::fmt::Display| PlotError::Draw {
             path: path.to_path_buf(),
             message: e.to_string(),
         };
-        let drawn = self.draw(&partial, draw_error).and_then(|_| {
-            std::fs::rename(&partial, path).map_err(|cause| PlotError::Io {
-                path: path.to_path_buf(),
-                cause,
-            })
-        });
-        if drawn.is_err() {
-            // A failed write (a full disk) leaves no half-written file behind.
-            let _ = std::fs::remove_file(&partial);
-        }
-        drawn
+        softalign_durable::write_file_atomic_with(path, |partial| self.draw(partial, draw_error))
     }
 
     /// Draws the figure into the PNG file `file`.
@@ -479,11 +475,9 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
         assert!(
-            std::fs::read_dir(&dir).unwrap().all(|e| !e
+            std::fs::read_dir(&dir)
                 .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .contains("partial"))
+                .all(|e| !softalign_durable::is_temporary(&e.unwrap().file_name()))
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,6 +1,5 @@
 //! Writing a reproduction's results: JSON and figures land atomically in the output folder.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Errors a reproduction reports.
@@ -34,19 +33,22 @@ pub enum ReproError {
     },
 }
 
-/// Serialize `value` as pretty JSON to `path`, through a temporary file and a rename.
+/// Serialize `value` as pretty JSON to `path`, whole or not at all
+/// (`softalign_durable::write_file_atomic`).
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), ReproError> {
-    let io = |cause| ReproError::Io {
+    let mut text = serde_json::to_vec_pretty(value).map_err(|e| ReproError::Io {
         path: path.to_path_buf(),
-        cause,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        cause: e.into(),
+    })?;
+    text.push(b'\n');
+    Ok(softalign_durable::write_file_atomic(path, &text)?)
+}
+
+impl From<softalign_durable::WriteError> for ReproError {
+    fn from(error: softalign_durable::WriteError) -> Self {
+        ReproError::Io {
+            path: error.path,
+            cause: error.cause,
+        }
     }
-    let partial = path.with_extension("json.partial");
-    let mut file = std::fs::File::create(&partial).map_err(io)?;
-    serde_json::to_writer_pretty(&mut file, value).map_err(|e| io(e.into()))?;
-    file.write_all(b"\n").map_err(io)?;
-    file.sync_all().map_err(io)?;
-    std::fs::rename(&partial, path).map_err(io)
 }

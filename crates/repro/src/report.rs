@@ -273,13 +273,7 @@ pub fn write_report(
     md.push_str(&summary);
     md.push('\n');
     md.push_str(&body);
-    let partial = report_path.with_extension("md.partial");
-    let io = |source| ReproError::Io {
-        path: report_path.to_path_buf(),
-        cause: source,
-    };
-    std::fs::write(&partial, md).map_err(io)?;
-    std::fs::rename(&partial, report_path).map_err(io)?;
+    softalign_durable::write_file_atomic(report_path, md.as_bytes())?;
     Ok(copied)
 }
 
@@ -846,7 +840,7 @@ mod tests {
         assert_eq!(copied, 0);
         let text = std::fs::read_to_string(&report).unwrap();
         assert!(text.contains("## MNIST MLP (ADOPT §5)\n\nNot run: .cache/mnist not found."));
-        assert!(!dir.join("REPORT.md.partial").exists());
+        assert!(!softalign_durable::temporary_path(&report).exists());
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! `model.bpk` holds only its adapters, and `lora.json` the base they belong to
 //! ([`crate::lora`]).
 //!
-//! Each checkpoint is written as `step-NNNNNNNN.partial/` and renamed into place once every file
-//! is synced, so a run killed at any moment leaves its earlier checkpoints intact and at worst
-//! a `.partial` folder, which readers ignore and the next save removes.
+//! Each checkpoint is written durably (`softalign_durable::replace_dir_atomic`: a temporary
+//! folder `.step-NNNNNNNN.partial-PID/`, renamed into place once every file is synced), so a run
+//! killed at any moment leaves its earlier checkpoints intact and at worst a temporary folder,
+//! which readers ignore and the next save (or the next run to lock the folder) removes.
 
 use std::path::{Path, PathBuf};
 
@@ -141,7 +142,7 @@ pub fn find_checkpoint(path: &Path) -> Result<PathBuf> {
 }
 
 /// Writes the checkpoint of `step` atomically, then removes all but the newest `keep` complete
-/// checkpoints and any leftover `.partial` folder. Returns the checkpoint's folder.
+/// checkpoints and any leftover temporary folder. Returns the checkpoint's folder.
 pub fn save_checkpoint(
     out_dir: &Path,
     model: &CausalLm,
@@ -173,45 +174,29 @@ pub fn save_checkpoint(
         Ok(())
     };
     // A LoRA run's checkpoint holds its adapters only: the base is frozen and is the --model.
-    let saved = match &lora {
+    // A failed write (a full disk) leaves no half-written checkpoint behind: the durable write
+    // removes its temporary folder.
+    match &lora {
         Some(_) => save_training_state(&dir, &model.adapters(), optim, extra),
         None => save_training_state(&dir, model, optim, extra),
-    };
-    if saved.is_err() {
-        // A failed write (a full disk) leaves no half-written checkpoint behind.
-        let mut partial = dir.clone().into_os_string();
-        partial.push(".partial");
-        let _ = std::fs::remove_dir_all(PathBuf::from(partial));
-    }
-    saved?;
+    }?;
     prune_checkpoints(out_dir, keep)?;
     Ok(dir)
 }
 
-/// Removes all but the newest `keep` complete checkpoints, and any `.partial` or `.old` folder
-/// that an interrupted save or prune left behind. A checkpoint is renamed to `NAME.old` before it
-/// is deleted, so a kill in the middle of the deletion leaves a folder that no reader takes for a
-/// checkpoint and the next save removes.
+/// Removes all but the newest `keep` complete checkpoints, and any temporary folder an
+/// interrupted save or prune left behind. A checkpoint is moved aside to a temporary name before
+/// it is deleted, so a kill in the middle of the deletion leaves a folder that no reader takes for
+/// a checkpoint and the next save removes.
 fn prune_checkpoints(out_dir: &Path, keep: usize) -> Result<()> {
-    let root = out_dir.join(CHECKPOINTS_DIR);
     let complete = list_checkpoints(out_dir);
     let excess = complete.len().saturating_sub(keep);
     for (_, old) in complete.into_iter().take(excess) {
-        let mut doomed = old.clone().into_os_string();
-        doomed.push(".old");
-        let doomed = PathBuf::from(doomed);
-        std::fs::rename(&old, &doomed).map_err(io_error(&old))?;
+        let doomed = softalign_durable::move_aside(&old)?;
         crate::test_hook::reached("prune");
         std::fs::remove_dir_all(&doomed).map_err(io_error(&doomed))?;
     }
-    if let Ok(entries) = std::fs::read_dir(&root) {
-        for entry in entries.filter_map(|e| e.ok()) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".partial") || name.ends_with(".old") {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-    }
+    softalign_durable::remove_temporaries(&out_dir.join(CHECKPOINTS_DIR))?;
     Ok(())
 }
 

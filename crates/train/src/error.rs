@@ -108,6 +108,15 @@ pub enum TrainError {
 /// Shorthand for results of this crate.
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 
+impl From<softalign_durable::WriteError> for TrainError {
+    fn from(error: softalign_durable::WriteError) -> Self {
+        TrainError::Io {
+            path: error.path,
+            cause: error.cause,
+        }
+    }
+}
+
 /// Maps an I/O error to [`TrainError::Io`] naming `path`.
 pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     move |cause| TrainError::Io {

@@ -1,7 +1,7 @@
 //! Metric records of a run, written to `metrics.jsonl` (one JSON object per record) and
 //! `metrics.csv` (fixed columns, empty where a record lacks a metric).
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -69,42 +69,65 @@ pub struct MetricsLog {
 }
 
 impl MetricsLog {
-    /// Creates (truncates) both files in `dir`, writes the CSV header of `columns` (the first two
-    /// being `step` and `split`) and the records of `history` (those of a resumed run).
+    /// Starts both files in `dir` over from `history`: the records of the checkpoint a run resumes
+    /// from (none for a fresh run). Each file is replaced whole (`softalign_durable`) by the CSV
+    /// header of `columns` (the first two being `step` and `split`) and `history`, so records an
+    /// interrupted run wrote after that checkpoint are dropped and a resumed run's files equal an
+    /// uninterrupted run's; then both are opened for appending.
     pub fn create(dir: &Path, columns: &[&str], history: &[MetricRecord]) -> Result<Self> {
         let paths = [dir.join(METRICS_JSONL), dir.join(METRICS_CSV)];
-        let jsonl = File::create(&paths[0]).map_err(io_error(&paths[0]))?;
-        let csv = File::create(&paths[1]).map_err(io_error(&paths[1]))?;
-        let mut log = Self {
-            jsonl,
-            csv,
-            columns: columns.iter().map(|c| c.to_string()).collect(),
-            paths,
-        };
-        let header = log.columns.join(",");
-        writeln!(log.csv, "{header}").map_err(io_error(&log.paths[1]))?;
+        let columns: Vec<String> = columns.iter().map(|c| c.to_string()).collect();
+        let mut jsonl = String::new();
+        let mut csv = format!("{}\n", columns.join(","));
         for record in history {
-            log.append(record)?;
+            jsonl.push_str(&json_line(record));
+            csv.push_str(&csv_line(&columns, record));
         }
-        Ok(log)
+        softalign_durable::write_file_atomic(&paths[0], jsonl.as_bytes())?;
+        softalign_durable::write_file_atomic(&paths[1], csv.as_bytes())?;
+        let append = |path: &Path| {
+            OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map_err(io_error(path))
+        };
+        Ok(Self {
+            jsonl: append(&paths[0])?,
+            csv: append(&paths[1])?,
+            columns,
+            paths,
+        })
     }
 
     /// Appends one record to both files.
     pub fn append(&mut self, record: &MetricRecord) -> Result<()> {
-        let line = record.to_json().to_string();
-        writeln!(self.jsonl, "{line}").map_err(io_error(&self.paths[0]))?;
-        let cells: Vec<String> = self
-            .columns
-            .iter()
-            .map(|column| match column.as_str() {
-                "step" => record.step.to_string(),
-                "split" => record.split.clone(),
-                name => record
-                    .get(name)
-                    .filter(|v| v.is_finite())
-                    .map_or(String::new(), |v| v.to_string()),
-            })
-            .collect();
-        writeln!(self.csv, "{}", cells.join(",")).map_err(io_error(&self.paths[1]))
+        self.jsonl
+            .write_all(json_line(record).as_bytes())
+            .map_err(io_error(&self.paths[0]))?;
+        self.csv
+            .write_all(csv_line(&self.columns, record).as_bytes())
+            .map_err(io_error(&self.paths[1]))
     }
+}
+
+/// `record` as a line of `metrics.jsonl`.
+fn json_line(record: &MetricRecord) -> String {
+    format!("{}\n", record.to_json())
+}
+
+/// `record` as a line of `metrics.csv` with `columns` (empty cells for metrics it lacks or that
+/// are not finite).
+fn csv_line(columns: &[String], record: &MetricRecord) -> String {
+    let cells: Vec<String> = columns
+        .iter()
+        .map(|column| match column.as_str() {
+            "step" => record.step.to_string(),
+            "split" => record.split.clone(),
+            name => record
+                .get(name)
+                .filter(|v| v.is_finite())
+                .map_or(String::new(), |v| v.to_string()),
+        })
+        .collect();
+    format!("{}\n", cells.join(","))
 }

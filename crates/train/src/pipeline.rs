@@ -16,7 +16,7 @@ use softalign_pref::PrefLoss;
 
 use crate::checkpoint::{TRAINER_STATE_FILE, find_checkpoint, list_checkpoints};
 use crate::encode::{Encoder, PromptTemplate};
-use crate::error::{Result, io_error, setting};
+use crate::error::{Result, setting};
 use crate::figures::write_figures;
 use crate::metrics::MetricRecord;
 use crate::objective::{Objective, PreferenceObjective, ReferenceMode, SftObjective};
@@ -407,11 +407,8 @@ fn finish<O: Objective>(
         let model = outcome.model.valid();
         if model.has_adapters() {
             let dir = settings.out_dir.join(ADAPTER_DIR);
-            if let Err(error) = save_adapter(&model, &dir, &settings.model.display().to_string()) {
-                // A failed write (a full disk) leaves no half-written adapter folder behind.
-                let _ = std::fs::remove_dir_all(settings.out_dir.join("adapter.partial"));
-                return Err(error.into());
-            }
+            // A failed write (a full disk) leaves no half-written adapter folder behind.
+            save_adapter(&model, &dir, &settings.model.display().to_string())?;
             report.adapter = Some(dir);
         }
         if !model.has_adapters() || settings.merge {
@@ -476,35 +473,15 @@ fn check_batch(
     }
 }
 
-/// Writes the model folder `dir` whole or not at all: into `DIR.partial/`, then renamed over
-/// `dir` (an earlier export moves to `DIR.old/` for the moment of the swap). A run killed during
-/// the export leaves the previous `dir` (or none) and a `.partial` folder the next export removes.
+/// Writes the model folder `dir` whole or not at all (`softalign_durable::replace_dir_atomic`).
+/// A run killed during the export leaves the previous `dir` (or none) and a temporary folder the
+/// next run to lock the output folder removes.
 fn export_model(model: &CausalLm, tokenizer: &TextTokenizer, dir: &Path) -> Result<()> {
-    let sibling = |suffix: &str| {
-        let mut name = dir.as_os_str().to_owned();
-        name.push(suffix);
-        PathBuf::from(name)
-    };
-    let (partial, old) = (sibling(".partial"), sibling(".old"));
-    for leftover in [&partial, &old] {
-        if leftover.exists() {
-            std::fs::remove_dir_all(leftover).map_err(io_error(leftover))?;
-        }
-    }
-    if let Err(error) = save_pretrained(model, tokenizer, &partial) {
-        // A failed write (a full disk) leaves no half-written folder behind.
-        let _ = std::fs::remove_dir_all(&partial);
-        return Err(error.into());
-    }
-    crate::test_hook::reached("export");
-    if dir.exists() {
-        std::fs::rename(dir, &old).map_err(io_error(dir))?;
-    }
-    std::fs::rename(&partial, dir).map_err(io_error(dir))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io_error(&old))?;
-    }
-    Ok(())
+    softalign_durable::replace_dir_atomic(dir, |partial| {
+        save_pretrained(model, tokenizer, partial)?;
+        crate::test_hook::reached("export");
+        Ok(())
+    })
 }
 
 fn limit_eval<T>(mut eval: Vec<T>, limit: Option<usize>) -> Vec<T> {

@@ -26,11 +26,7 @@ pub const RUN_OUTPUTS: &[&str] = &[
     METRICS_CSV,
     CHECKPOINTS_DIR,
     MODEL_DIR,
-    "model.partial",
-    "model.old",
     ADAPTER_DIR,
-    "adapter.partial",
-    "adapter.old",
     "loss.png",
     "reward_margins.png",
     "logratios.png",
@@ -47,7 +43,8 @@ pub struct RunLock {
 }
 
 /// Locks `out_dir` (created if needed) for this process, or refuses, naming the process id of
-/// the run that holds it.
+/// the run that holds it. Holding the lock, it removes the temporaries that writers killed in the
+/// middle left in the folder and its `checkpoints/` (no other process can be writing them).
 pub fn lock_out_dir(out_dir: &Path) -> Result<RunLock> {
     std::fs::create_dir_all(out_dir).map_err(io_error(out_dir))?;
     let path = out_dir.join(LOCK_FILE);
@@ -65,7 +62,10 @@ pub fn lock_out_dir(out_dir: &Path) -> Result<RunLock> {
                 .and_then(|_| file.rewind())
                 .and_then(|_| file.write_all(pid.as_bytes()))
                 .map_err(io_error(&path))?;
-            Ok(RunLock { _file: file })
+            let lock = RunLock { _file: file };
+            softalign_durable::remove_temporaries(out_dir)?;
+            softalign_durable::remove_temporaries(&out_dir.join(CHECKPOINTS_DIR))?;
+            Ok(lock)
         }
         Err(TryLockError::WouldBlock) => {
             let mut holder = String::new();
@@ -182,13 +182,31 @@ mod tests {
         let dir = scratch("claim-unstarted");
         std::fs::write(dir.join("config.toml"), "seed = 1\n").unwrap();
         std::fs::write(dir.join(METRICS_JSONL), "{}\n").unwrap();
-        std::fs::create_dir_all(dir.join(CHECKPOINTS_DIR).join("step-00000002.partial")).unwrap();
+        std::fs::create_dir_all(dir.join(CHECKPOINTS_DIR).join("step-00000001")).unwrap();
         claim_out_dir(&dir, false).unwrap();
         assert!(run_outputs(&dir).is_empty(), "{:?}", run_outputs(&dir));
         assert!(dir.join("notes.txt").exists());
         std::fs::create_dir_all(dir.join(MODEL_DIR)).unwrap();
         let e = claim_out_dir(&dir, false).unwrap_err().to_string();
         assert!(e.contains("model"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn locking_a_folder_removes_what_killed_writers_left_and_nothing_else() {
+        let dir = scratch("lock-leftovers");
+        // A run killed while exporting its model and while writing a checkpoint (another pid).
+        let export = dir.join(".model.partial-4000001");
+        let checkpoint = dir
+            .join(CHECKPOINTS_DIR)
+            .join(".step-00000004.partial-4000001");
+        std::fs::create_dir_all(&export).unwrap();
+        std::fs::create_dir_all(&checkpoint).unwrap();
+        std::fs::write(checkpoint.join(MODEL_FILE), "torn").unwrap();
+        let held = lock_out_dir(&dir).unwrap();
+        assert!(!export.exists() && !checkpoint.exists());
+        assert!(dir.join("notes.txt").exists() && dir.join(CHECKPOINTS_DIR).exists());
+        drop(held);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -16,7 +16,7 @@ use softalign_train::checkpoint::{checkpoint_name, find_checkpoint, list_checkpo
 use softalign_train::demo::pairs::{encode_pair, label_pair};
 use softalign_train::demo::seeded_model;
 use softalign_train::demo::task::{self, EOS_ID, PAD_ID, noisy_demonstration, prompt_text};
-use softalign_train::metrics::MetricRecord;
+use softalign_train::metrics::{METRICS_CSV, METRICS_JSONL, MetricRecord};
 use softalign_train::{
     EncodedExample, EncodedPair, Item, LoopSettings, Objective, PreferenceObjective, ReferenceMode,
     Replicas, Result, Run, Schedule, SequenceBatch, SftObjective, train_loop,
@@ -307,6 +307,31 @@ fn resuming_from_a_periodic_checkpoint_is_bitwise_identical() {
 }
 
 #[test]
+fn resuming_in_the_same_folder_drops_the_metrics_written_after_the_checkpoint() {
+    let dir = temp_dir("resume-same-folder");
+    let (straight, history, _) = preference_run(&dir, None, None, 0, ReferenceMode::Cached);
+    let files = |dir: &Path| {
+        [METRICS_JSONL, METRICS_CSV].map(|name| std::fs::read_to_string(dir.join(name)).unwrap())
+    };
+    let uninterrupted = files(&dir);
+    assert!(uninterrupted[0].lines().any(|l| l.contains("\"step\":8")));
+
+    // As after a kill at step 8: the metrics files run five steps past the checkpoint of step 3,
+    // and the run goes on from there in its own folder, rewriting checkpoints 6 and 8.
+    let from = dir.join("checkpoints").join(checkpoint_name(3));
+    let (resumed, resumed_history, _) =
+        preference_run(&dir, Some(&from), None, 0, ReferenceMode::Cached);
+    assert!(straight == resumed, "weights differ after resuming");
+    assert_eq!(history, resumed_history);
+    let [jsonl, csv] = files(&dir);
+    assert_eq!(jsonl, uninterrupted[0], "metrics.jsonl of the resumed run");
+    assert_eq!(csv, uninterrupted[1], "metrics.csv of the resumed run");
+    let steps: Vec<usize> = list_checkpoints(&dir).iter().map(|c| c.0).collect();
+    assert_eq!(steps, vec![3, 6, 8]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_stop_request_checkpoints_and_the_resumed_run_is_bitwise_identical() {
     static STOP: AtomicBool = AtomicBool::new(false);
     let straight_dir = temp_dir("stop-straight");
@@ -355,9 +380,9 @@ fn a_half_written_checkpoint_is_ignored_and_cleaned_up() {
     let out = temp_dir("partial");
     let (_, _, _) = preference_run(&out, None, None, 0, ReferenceMode::Cached);
     let root = out.join("checkpoints");
-    // What a run killed while writing step 9 leaves: a `.partial` folder with a torn file, and
-    // a folder without its trainer state.
-    let partial = root.join(format!("{}.partial", checkpoint_name(9)));
+    // What a run killed while writing step 9 leaves: a temporary folder (of its process id) with
+    // a torn file, and a folder without its trainer state.
+    let partial = root.join(format!(".{}.partial-4000001", checkpoint_name(9)));
     std::fs::create_dir_all(&partial).unwrap();
     std::fs::write(partial.join("model.bpk"), b"torn").unwrap();
     let torn = root.join(checkpoint_name(10));
@@ -371,7 +396,7 @@ fn a_half_written_checkpoint_is_ignored_and_cleaned_up() {
     assert!(!weights_again.is_empty());
     assert!(
         !partial.exists(),
-        "the next save removes a leftover .partial folder"
+        "the next save removes a leftover temporary folder"
     );
     std::fs::remove_dir_all(&out).unwrap();
 }

@@ -10,7 +10,7 @@ use softalign_pref::PrefLoss;
 
 use super::pairs::{LabelledPair, bradley_terry};
 use super::task::{DIGITS, Prompt, true_reward};
-use crate::error::{Result, TrainError, io_error};
+use crate::error::{Result, TrainError};
 use crate::metrics::MetricRecord;
 
 /// How confident the demo's labels are.
@@ -405,13 +405,7 @@ impl DemoReport {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
+/// Writes `bytes` to `path` whole or not at all (`softalign_durable::write_file_atomic`).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let partial = path.with_file_name(format!(".{name}.partial"));
-    std::fs::write(&partial, bytes).map_err(io_error(&partial))?;
-    std::fs::rename(&partial, path).map_err(io_error(path))
+    Ok(softalign_durable::write_file_atomic(path, bytes)?)
 }
