@@ -183,7 +183,10 @@ fn an_online_step_that_turns_non_finite_stops_with_status_3_and_keeps_a_checkpoi
     let output = run(&args, None);
     let err = stderr(&output);
     assert_eq!(output.status.code(), Some(3), "{err}");
-    assert!(err.contains("is not finite") && err.contains("step "), "{err}");
+    assert!(
+        err.contains("is not finite") && err.contains("step "),
+        "{err}"
+    );
     let errors = err.lines().filter(|l| l.starts_with("softalign: error:"));
     assert_eq!(errors.count(), 1, "{err}");
     assert!(

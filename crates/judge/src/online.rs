@@ -302,13 +302,13 @@ impl OnlineSource<'_> {
     }
 
     /// The step's oriented, encoded pairs keyed by their position in the run's prompt stream,
-    /// and the step's metrics.
+    /// with the step's metrics.
     fn step_pairs(
         &self,
         model: &CausalLm,
         step: usize,
         settings: &LoopSettings,
-    ) -> Result<(Vec<(usize, EncodedPair)>, Vec<(&'static str, f64)>)> {
+    ) -> Result<StepBatch<'static, EncodedPair>> {
         let per_step = settings.examples_per_step();
         let policy = model.valid();
         // 1. Two samples per prompt from the current policy.
@@ -355,7 +355,10 @@ impl OnlineSource<'_> {
         }
         metrics.push(("pairs", pairs.len() as f64));
         metrics.push(("skipped", (per_step - pairs.len()) as f64));
-        Ok((pairs, metrics))
+        Ok(StepBatch {
+            examples: StepExamples::Owned(pairs),
+            metrics,
+        })
     }
 }
 
@@ -370,11 +373,7 @@ impl BatchSource<EncodedPair> for OnlineSource<'_> {
         step: usize,
         settings: &LoopSettings,
     ) -> softalign_train::Result<StepBatch<'_, EncodedPair>> {
-        let (pairs, metrics) = self.step_pairs(model, step, settings).map_err(into_train)?;
-        Ok(StepBatch {
-            examples: StepExamples::Owned(pairs),
-            metrics,
-        })
+        self.step_pairs(model, step, settings).map_err(into_train)
     }
 
     fn reads_model(&self) -> bool {
