@@ -276,3 +276,43 @@ fn finish_or_done(setup: &Setup, out: &Path) {
         finish(setup, out);
     }
 }
+
+#[test]
+fn the_online_demo_killed_after_its_sft_stage_resumes_bitwise() {
+    let dir = dir("interruption-online-demo");
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "align",
+            "--online",
+            "--max-steps",
+            "6",
+            "--batch-size",
+            "4",
+            "--save-every",
+            "2",
+            "--eval-every",
+            "3",
+            "--no-progress",
+            "--out",
+            s(out),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let straight = dir.join("straight");
+    let output = run(&args(&straight), None);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let out = dir.join("killed");
+    // The SFT stage takes 400 steps; the 404th is the online run's fourth, after the
+    // checkpoint of step 2: the resumed run takes its reference from the finished SFT stage.
+    let killed = run(&args(&out), Some("step:404"));
+    assert!(stderr(&killed).contains("test hook: aborting"));
+    assert!(has_checkpoint(&out));
+    let resume = ["align", "--resume", s(&out), "--no-progress"].map(String::from);
+    let output = run(&resume, None);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("resuming from"));
+    assert!(results(&out) == results(&straight), "resumed demo differs");
+    let metrics = results(&straight).1;
+    assert!(metrics.contains("eval/reward") && metrics.contains("sample/reward"));
+}
