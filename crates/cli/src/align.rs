@@ -20,6 +20,7 @@ use softalign_train::checkpoint::CHECKPOINTS_DIR;
 use softalign_train::run_dir::{self, RunLock};
 
 pub use crate::config_file::{ConfigFile, LOSS_KEYS, TRAIN_KEYS, layer, read_config};
+use crate::online::{ONLINE_KEYS, OnlineFlags};
 use softalign_train::demo::{DemoSettings, run_demo};
 use softalign_train::{
     AlignSettings, PromptTemplate, ReferenceMode, RunReport, TrainError, TrainSettings, Truncation,
@@ -191,7 +192,7 @@ pub struct AlignArgs {
     #[arg(long)]
     overwrite: bool,
     #[command(flatten)]
-    online: crate::online::OnlineFlags,
+    online: OnlineFlags,
 }
 
 macro_rules! fill {
@@ -238,7 +239,7 @@ impl TrainFlags {
 
     /// Refuses integers above `i64::MAX`: a run's `config.toml` (TOML integers are i64) could
     /// not hold them, so they would stop the run only when it is written, without naming the flag.
-    fn check_integer_range(&self) -> Result<()> {
+    pub(crate) fn check_integer_range(&self) -> Result<()> {
         let widen = |v: Option<usize>| v.map(|v| v as u64);
         let integers = [
             ("--max-eval-examples", widen(self.max_eval_examples)),
@@ -462,7 +463,7 @@ impl LossFlags {
         Ok((loss, reference))
     }
 
-    fn resolved(loss: &PrefLoss, reference: ReferenceMode) -> Self {
+    pub(crate) fn resolved(loss: &PrefLoss, reference: ReferenceMode) -> Self {
         let (alpha, gamma) = match *loss {
             PrefLoss::Ropo { alpha, gamma, .. } | PrefLoss::GRopo { alpha, gamma, .. } => {
                 (Some(alpha), Some(gamma))
@@ -679,30 +680,35 @@ pub fn run(args: AlignArgs) -> Result<()> {
         config,
         resume,
         overwrite,
-        online,
+        mut online,
     } = args;
-    if online.online {
-        if config.is_some() || resume.is_some() || overwrite {
-            bail!("--online takes none of --config, --resume and --overwrite");
-        }
-        return crate::online::run(&train, &loss, &online);
-    }
-    let demo =
-        train.model.is_none() && train.data.is_none() && resume.is_none() && config.is_none();
+    let demo = !online.online
+        && train.model.is_none()
+        && train.data.is_none()
+        && resume.is_none()
+        && config.is_none();
     if demo {
+        online.refuse_without_online()?;
         return run_demo_command(&train, &loss);
     }
+    let known: &[&[&str]] = &[TRAIN_KEYS, LOSS_KEYS, ONLINE_KEYS];
     if let Some(path) = &config {
-        let file = read_config(path, &[TRAIN_KEYS, LOSS_KEYS])?;
+        let file = read_config(path, known)?;
         train.fill_from(&TrainFlags::from_config_file(&file)?);
         loss.fill_from(&layer(&file)?);
+        online.fill_from(&OnlineFlags::from_config_file(&file)?);
     }
     if let Some(resume) = &resume {
-        resume_layers(resume, &[TRAIN_KEYS, LOSS_KEYS], &mut train, |file| {
+        resume_layers(resume, known, &mut train, |file| {
             loss.fill_from(&layer(file)?);
+            online.fill_from(&OnlineFlags::from_config_file(file)?);
             Ok(())
         })?;
     }
+    if online.online {
+        return crate::online::run(train, loss, online, resume, overwrite);
+    }
+    online.refuse_without_online()?;
     let mut settings = train.settings(1e-6)?;
     settings.resume = resume;
     let (pref_loss, reference) = loss.settings()?;

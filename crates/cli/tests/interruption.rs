@@ -8,6 +8,10 @@
 //! `--resume OUT`, or, when no checkpoint was complete yet, by running the original command
 //! again with `--overwrite`. The exported weights and the metrics must equal the straight run's
 //! byte for byte, and no temporary (`.NAME.partial-PID`, `.NAME.old-PID`) may be left.
+//!
+//! The same holds for `align --online` (self-preference labels of two samples per prompt drawn
+//! from the policy each step), which runs through the same loop; and an online step whose
+//! values turn non-finite stops with status 3, keeping a checkpoint.
 
 mod common;
 
@@ -22,10 +26,33 @@ use softalign_train::test_hook::ABORT_AT_VAR;
 struct Setup {
     model: PathBuf,
     data: PathBuf,
+    online: bool,
 }
+
+/// Flags that make a run online: self-preference labels (no judge needed), DPO so that the
+/// labels of ½ at the reference still move the policy, short samples.
+const ONLINE: [&str; 8] = [
+    "--online",
+    "--label-by",
+    "self",
+    "--loss",
+    "dpo",
+    "--max-new-tokens",
+    "6",
+    "--seed",
+];
 
 impl Setup {
     fn fresh_args(&self, out: &Path) -> Vec<String> {
+        let mut args = self.offline_args(out);
+        if self.online {
+            args.extend(ONLINE.map(String::from));
+            args.push("3".into());
+        }
+        args
+    }
+
+    fn offline_args(&self, out: &Path) -> Vec<String> {
         [
             "align",
             "--model",
@@ -133,10 +160,49 @@ impl Moments {
 
 #[test]
 fn runs_killed_anywhere_resume_to_bitwise_the_uninterrupted_result() {
-    let dir = dir("interruption");
+    killed_anywhere_resumes_bitwise("interruption", false);
+}
+
+#[test]
+fn online_runs_killed_anywhere_resume_to_bitwise_the_uninterrupted_result() {
+    killed_anywhere_resumes_bitwise("interruption-online", true);
+}
+
+#[test]
+fn an_online_step_that_turns_non_finite_stops_with_status_3_and_keeps_a_checkpoint() {
+    let dir = dir("interruption-online-nan");
     let setup = Setup {
         model: tiny_model(&dir),
         data: tiny_pairs(&dir),
+        online: true,
+    };
+    let out = dir.join("out");
+    let mut args = setup.fresh_args(&out);
+    let lr = args.iter().position(|a| a == "--learning-rate").unwrap();
+    args[lr + 1] = "1e30".into();
+    args.extend(["--max-grad-norm", "0"].map(String::from));
+    let output = run(&args, None);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("is not finite") && err.contains("step "),
+        "{err}"
+    );
+    let errors = err.lines().filter(|l| l.starts_with("softalign: error:"));
+    assert_eq!(errors.count(), 1, "{err}");
+    assert!(
+        !out.join("model").exists(),
+        "no model is exported from a diverged run"
+    );
+    assert!(has_checkpoint(&out), "{err}");
+}
+
+fn killed_anywhere_resumes_bitwise(name: &str, online: bool) {
+    let dir = dir(name);
+    let setup = Setup {
+        model: tiny_model(&dir),
+        data: tiny_pairs(&dir),
+        online,
     };
     let straight = dir.join("straight");
     let started = Instant::now();
@@ -210,4 +276,44 @@ fn finish_or_done(setup: &Setup, out: &Path) {
     if !done {
         finish(setup, out);
     }
+}
+
+#[test]
+fn the_online_demo_killed_after_its_sft_stage_resumes_bitwise() {
+    let dir = dir("interruption-online-demo");
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "align",
+            "--online",
+            "--max-steps",
+            "6",
+            "--batch-size",
+            "4",
+            "--save-every",
+            "2",
+            "--eval-every",
+            "3",
+            "--no-progress",
+            "--out",
+            s(out),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let straight = dir.join("straight");
+    let output = run(&args(&straight), None);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let out = dir.join("killed");
+    // The SFT stage takes 400 steps; the 404th is the online run's fourth, after the
+    // checkpoint of step 2: the resumed run takes its reference from the finished SFT stage.
+    let killed = run(&args(&out), Some("step:404"));
+    assert!(stderr(&killed).contains("test hook: aborting"));
+    assert!(has_checkpoint(&out));
+    let resume = ["align", "--resume", s(&out), "--no-progress"].map(String::from);
+    let output = run(&resume, None);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("resuming from"));
+    assert!(results(&out) == results(&straight), "resumed demo differs");
+    let metrics = results(&straight).1;
+    assert!(metrics.contains("eval/reward") && metrics.contains("sample/reward"));
 }

@@ -15,6 +15,7 @@ use softalign_judge::{
 use softalign_model::{Pretrained, load_pretrained};
 use softalign_optim::OptimizerKind;
 use softalign_pref::PrefLoss;
+use softalign_train::{LoopSettings, Schedule};
 
 fn golden() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/golden/hf-tiny-llama")
@@ -303,19 +304,32 @@ fn online_settings(labels: LabelSource, out: PathBuf) -> OnlineSettings {
     OnlineSettings {
         loss: PrefLoss::gdpo(),
         labels,
-        steps: 3,
-        prompts_per_step: 8,
         temperature: 1.0,
         top_p: 1.0,
-        optimizer: OptimizerKind::Adopt,
-        weight_decay: 0.0,
-        learning_rate: 1e-3,
-        warmup_ratio: 0.0,
-        max_grad_norm: Some(1.0),
-        eval_every: 0,
-        seed: 0,
-        out_dir: out,
-        progress: false,
+        train: LoopSettings {
+            optimizer: OptimizerKind::Adopt,
+            weight_decay: 0.0,
+            schedule: Schedule {
+                peak: 1e-3,
+                warmup_steps: 0,
+                total_steps: 3,
+                min_ratio: 0.0,
+            },
+            batch_size: 8,
+            grad_accum: 1,
+            max_grad_norm: Some(1.0),
+            eval_every: 0,
+            eval_batch_size: 8,
+            save_every: 0,
+            keep_checkpoints: 2,
+            seed: 0,
+            out_dir: out,
+            progress: false,
+            label: "gdpo".into(),
+            replicas: Default::default(),
+        },
+        resume: None,
+        merge: false,
     }
 }
 
@@ -332,6 +346,7 @@ fn online_alignment_on_the_demo_task_with_true_reward_and_self_labels() {
         out_dir: dir.join("sft"),
         progress: false,
         device: burn::tensor::Device::flex(),
+        reuse_finished: false,
     })
     .unwrap();
     let frozen = burn::module::Module::valid(&reference);

@@ -84,6 +84,10 @@ pub enum TrainError {
         /// What the plotting library reported.
         message: String,
     },
+    /// A [`crate::BatchSource`] could not make a step's examples (online alignment: sampling or
+    /// labelling failed); the source's own error, whose crate can take it back by downcasting.
+    #[error(transparent)]
+    Source(Box<dyn std::error::Error + Send + Sync>),
     /// The loss or the gradient became NaN or infinite. The run stops before the step is
     /// applied; the state before it is saved as a checkpoint.
     #[error(

@@ -4,6 +4,8 @@
 //!   ([`example_at`]), gradient accumulation, global gradient-norm clipping, warmup + cosine
 //!   [`Schedule`], held-out evaluation, `metrics.jsonl` / `metrics.csv`, a progress bar,
 //!   atomic checkpoints and bitwise-exact resume ([`checkpoint`]).
+//! - [`BatchSource`]: where each step's examples come from: a fixed set in seeded order, or
+//!   examples made for the step from the policy (online alignment).
 //! - [`Objective`]: what a step optimises: [`SftObjective`] (response tokens only) or
 //!   [`PreferenceObjective`] (any `softalign_pref::PrefLoss` against a frozen reference, with
 //!   reference log-probabilities cached or computed on the fly).
@@ -32,6 +34,7 @@ pub mod run_dir;
 mod schedule;
 pub mod sequence;
 pub mod sft_data;
+pub mod source;
 pub mod test_hook;
 mod trainer;
 
@@ -42,12 +45,13 @@ pub use objective::{
     SftOutputs,
 };
 pub use pipeline::{
-    ADAPTER_DIR, AlignSettings, MODEL_DIR, RunReport, TrainSettings, config_path, run_align,
-    run_sft,
+    ADAPTER_DIR, AlignSettings, MODEL_DIR, RunReport, TrainSettings, config_path, export_trained,
+    resume_checkpoint, run_align, run_sft,
 };
 pub use progress::progress_bar;
 pub use schedule::Schedule;
 pub use sequence::{EncodedExample, EncodedPair, SequenceBatch, Truncation};
+pub use source::{BatchSource, StepBatch, StepExamples};
 pub use trainer::{
     LoopOutcome, LoopSettings, Replicas, Run, clip_global_grad_norm, evaluate, example_at,
     global_grad_norm, shard_ranges, train_loop,

@@ -363,19 +363,7 @@ fn finish<O: Objective>(
     if settings.device.is_several() {
         loop_settings.replicas = Replicas::Devices(settings.device.open()?);
     }
-    let resume = match settings.resume.as_deref() {
-        Some(run) if stopped_before_a_checkpoint(run) => {
-            notify(&format!(
-                "{} holds no checkpoint yet (its run stopped before the first): starting from the beginning",
-                run.display()
-            ));
-            None
-        }
-        other => other.map(find_checkpoint).transpose()?,
-    };
-    if let Some(dir) = &resume {
-        notify(&format!("resuming from {}", dir.display()));
-    }
+    let resume = resume_checkpoint(settings.resume.as_deref(), notify)?;
     let outcome = train_loop(
         loaded.model,
         Run {
@@ -404,21 +392,66 @@ fn finish<O: Objective>(
         .find(|r| r.split == "train")
         .cloned();
     if !outcome.interrupted {
-        let model = outcome.model.valid();
-        if model.has_adapters() {
-            let dir = settings.out_dir.join(ADAPTER_DIR);
-            // A failed write (a full disk) leaves no half-written adapter folder behind.
-            save_adapter(&model, &dir, &settings.model.display().to_string())?;
-            report.adapter = Some(dir);
-        }
-        if !model.has_adapters() || settings.merge {
-            let dir = settings.out_dir.join(MODEL_DIR);
-            export_model(&model, &loaded.tokenizer, &dir)?;
-            report.exported = Some(dir);
-        }
+        (report.adapter, report.exported) = export_trained(
+            &outcome.model.valid(),
+            &loaded.tokenizer,
+            &settings.out_dir,
+            &settings.model,
+            settings.merge,
+        )?;
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Writes a finished run's outputs into `out_dir`: a LoRA model's adapters to `adapter/` (PEFT
+/// layout, naming `base_model` as their base) and the model in Hugging Face layout to `model/`
+/// (for a LoRA model only with `merge`: the adapters merged), each whole or not at all. Returns
+/// the adapter and model folders written.
+pub fn export_trained(
+    model: &CausalLm,
+    tokenizer: &TextTokenizer,
+    out_dir: &Path,
+    base_model: &Path,
+    merge: bool,
+) -> Result<(Option<PathBuf>, Option<PathBuf>)> {
+    let mut adapter = None;
+    if model.has_adapters() {
+        let dir = out_dir.join(ADAPTER_DIR);
+        // A failed write (a full disk) leaves no half-written adapter folder behind.
+        save_adapter(model, &dir, &base_model.display().to_string())?;
+        adapter = Some(dir);
+    }
+    let mut exported = None;
+    if !model.has_adapters() || merge {
+        let dir = out_dir.join(MODEL_DIR);
+        export_model(model, tokenizer, &dir)?;
+        exported = Some(dir);
+    }
+    Ok((adapter, exported))
+}
+
+/// The checkpoint a `--resume` path continues from: the checkpoint itself, or a run folder's
+/// newest one; `None` (start from the beginning) without `--resume`, or for a run folder whose
+/// run stopped before its first checkpoint.
+pub fn resume_checkpoint(
+    resume: Option<&Path>,
+    notify: &mut dyn FnMut(&str),
+) -> Result<Option<PathBuf>> {
+    let resume = match resume {
+        Some(run) if stopped_before_a_checkpoint(run) => {
+            notify(&format!(
+                "{} holds no checkpoint yet (its run stopped before the first): starting from the beginning",
+                run.display()
+            ));
+            None
+        }
+        other => other.map(find_checkpoint).transpose()?,
+    };
+    if let Some(dir) = &resume {
+        notify(&format!("resuming from {}", dir.display()));
+    }
+    Ok(resume)
 }
 
 /// Whether `path` is a run's output folder (it holds the run's `config.toml`) in which no

@@ -1,6 +1,7 @@
-//! The training loop shared by SFT and preference alignment: data order, gradient accumulation,
-//! global gradient-norm clipping, the learning-rate schedule, held-out evaluation, metrics,
-//! progress, checkpoints and exact resume.
+//! The training loop shared by SFT, offline and online preference alignment: the step's examples
+//! from a [`BatchSource`], gradient accumulation, global gradient-norm clipping, the
+//! learning-rate schedule, the non-finite guard, held-out evaluation, metrics, progress,
+//! checkpoints and exact resume.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,7 @@ use crate::error::{Result, TrainError, setting};
 use crate::metrics::{MetricRecord, MetricsLog};
 use crate::objective::{Item, Objective};
 use crate::schedule::Schedule;
+use crate::source::BatchSource;
 
 /// Settings of the loop, shared by SFT and alignment.
 #[derive(Debug, Clone, PartialEq)]
@@ -223,6 +225,39 @@ fn weights_finite(model: &CausalLm) -> bool {
     visitor.0
 }
 
+/// The error for a non-finite `what` met in optimizer step `step` (0-based), whose state before
+/// the step was saved as `checkpoint`.
+fn non_finite(
+    settings: &LoopSettings,
+    step: usize,
+    what: &'static str,
+    value: f64,
+    checkpoint: &Path,
+) -> TrainError {
+    let per_step = settings.examples_per_step();
+    TrainError::NonFinite {
+        step: step + 1,
+        what,
+        value,
+        first: step * per_step,
+        end: (step + 1) * per_step,
+        kept: format!("checkpoint {}", checkpoint.display()),
+    }
+}
+
+/// The error for weights that optimizer step `step` (1-based) made non-finite.
+fn weights_not_finite(settings: &LoopSettings, step: usize) -> TrainError {
+    let per_step = settings.examples_per_step();
+    TrainError::NonFinite {
+        step,
+        what: "the updated weights",
+        value: f64::NAN,
+        first: step.saturating_sub(1) * per_step,
+        end: step * per_step,
+        kept: newest_checkpoint(&settings.out_dir),
+    }
+}
+
 /// The newest complete checkpoint of `out_dir`, described for an error message.
 fn newest_checkpoint(out_dir: &Path) -> String {
     crate::checkpoint::list_checkpoints(out_dir)
@@ -283,11 +318,16 @@ pub fn evaluate<O: Objective>(
 }
 
 /// The data, settings and controls of one run.
-pub struct Run<'a, O: Objective> {
+pub struct Run<'a, O, S = [<O as Objective>::Example]>
+where
+    O: Objective,
+    S: ?Sized + BatchSource<O::Example>,
+{
     /// The objective (SFT or a preference loss).
     pub objective: &'a mut O,
-    /// Training examples.
-    pub train: &'a [O::Example],
+    /// Where each step's training examples come from: a slice or `Vec` of examples (read in the
+    /// seeded order of [`example_at`]), or a source that makes them for each step.
+    pub train: &'a S,
     /// Held-out examples (may be empty).
     pub eval: &'a [O::Example],
     /// The loop's settings.
@@ -301,10 +341,18 @@ pub struct Run<'a, O: Objective> {
 /// Trains `model` (on an autodiff device) with `run`'s objective. With `run.resume`, the model,
 /// optimizer state, step, objective state and metric history come from the checkpoint and the
 /// run continues bitwise as if it had never stopped.
-pub fn train_loop<O: Objective>(model: CausalLm, run: Run<'_, O>) -> Result<LoopOutcome> {
+///
+/// A step whose source gives no examples (online: every sampled pair carried no preference)
+/// applies no update; its schedule position passes and its record holds the source's metrics
+/// and the learning rate only.
+pub fn train_loop<O, S>(model: CausalLm, run: Run<'_, O, S>) -> Result<LoopOutcome>
+where
+    O: Objective,
+    S: ?Sized + BatchSource<O::Example>,
+{
     let settings = run.settings;
     settings.validate()?;
-    if run.train.is_empty() {
+    if run.train.size() == 0 {
         return Err(setting("data", "no training examples"));
     }
     let total = settings.schedule.total_steps;
@@ -332,25 +380,29 @@ pub fn train_loop<O: Objective>(model: CausalLm, run: Run<'_, O>) -> Result<Loop
         .map_err(crate::error::io_error(&settings.out_dir))?;
     let mut columns = vec!["step", "split"];
     columns.extend(run.objective.metric_names());
+    columns.extend(run.train.metric_names());
     columns.extend(["grad_norm", "learning_rate"]);
     let mut log = MetricsLog::create(&settings.out_dir, &columns, &history)?;
     let mut history = history;
 
     let progress = progress_bar(settings.progress, &settings.label, "steps", total, start);
-    let train_len = run.train.len();
+    let train_len = run.train.size();
     let record_eval = |model: &CausalLm,
                        objective: &mut O,
                        step: usize,
                        history: &mut Vec<MetricRecord>,
                        log: &mut MetricsLog|
      -> Result<()> {
-        if let Some(metrics) = evaluate(
+        let mut metrics = evaluate(
             model,
             objective,
             run.eval,
             train_len,
             settings.eval_batch_size,
-        )? {
+        )?
+        .unwrap_or_default();
+        metrics.extend(run.train.evaluate(&model.valid())?);
+        if !metrics.is_empty() {
             let record = MetricRecord::new(step, "eval", metrics);
             log.append(&record)?;
             history.push(record);
@@ -369,39 +421,52 @@ pub fn train_loop<O: Objective>(model: CausalLm, run: Run<'_, O>) -> Result<Loop
             break;
         }
         let learning_rate = settings.schedule.learning_rate(step);
-        let (grads, outputs) = step_gradients(&model, run.objective, run.train, settings, step)?;
-        let mut grads = grads;
-        let grad_norm = match settings.max_grad_norm {
-            Some(max) => clip_global_grad_norm(&model, &mut grads, max),
-            None => global_grad_norm(&model, &grads),
-        };
-        let mut metrics = run.objective.metrics(&outputs);
-        let loss = metrics.first().map_or(f64::NAN, |m| m.1);
-        if let Some((what, value)) = [("loss", loss), ("gradient norm", grad_norm)]
-            .into_iter()
-            .find(|(_, v)| !v.is_finite())
-        {
-            let checkpoint = save(&model, &optim, run.objective, settings, step, &history)?;
-            let kept = format!("checkpoint {}", checkpoint.display());
-            let per_step = settings.examples_per_step();
-            return Err(TrainError::NonFinite {
-                step: step + 1,
-                what,
-                value,
-                first: step * per_step,
-                end: (step + 1) * per_step,
-                kept,
-            });
+        // A source that samples from the policy must not sample from broken weights.
+        if run.train.reads_model() && step > start && !weights_finite(&model) {
+            return Err(weights_not_finite(settings, step));
         }
-        model = optim.step(learning_rate, model, grads);
+        let batch = match run.train.step_examples(&model, step, settings) {
+            // A value of the model's the source computed (a self-preference label) is not
+            // finite: stop as for a non-finite loss, keeping the state before the step.
+            Err(TrainError::NonFinite { what, value, .. }) => {
+                let checkpoint = save(&model, &optim, run.objective, settings, step, &history)?;
+                return Err(non_finite(settings, step, what, value, &checkpoint));
+            }
+            other => other?,
+        };
+        let items = batch.items();
+        let (mut metrics, grad_norm) = if items.is_empty() {
+            (Vec::new(), None)
+        } else {
+            let (mut grads, outputs) = step_gradients(&model, run.objective, &items, settings)?;
+            let grad_norm = match settings.max_grad_norm {
+                Some(max) => clip_global_grad_norm(&model, &mut grads, max),
+                None => global_grad_norm(&model, &grads),
+            };
+            let metrics = run.objective.metrics(&outputs);
+            let loss = metrics.first().map_or(f64::NAN, |m| m.1);
+            if let Some((what, value)) = [("loss", loss), ("gradient norm", grad_norm)]
+                .into_iter()
+                .find(|(_, v)| !v.is_finite())
+            {
+                let checkpoint = save(&model, &optim, run.objective, settings, step, &history)?;
+                return Err(non_finite(settings, step, what, value, &checkpoint));
+            }
+            model = optim.step(learning_rate, model, grads);
+            (metrics, Some(grad_norm))
+        };
         done = step + 1;
         crate::test_hook::reached("step");
-        metrics.push(("grad_norm", grad_norm));
+        progress.set_message(match (metrics.first(), grad_norm) {
+            (Some((_, loss)), Some(_)) => format!("loss {loss:.4}"),
+            _ => "no examples this step".to_string(),
+        });
+        metrics.extend(batch.metrics);
+        metrics.extend(grad_norm.map(|norm| ("grad_norm", norm)));
         metrics.push(("learning_rate", learning_rate));
         let record = MetricRecord::new(done, "train", metrics);
         log.append(&record)?;
         history.push(record);
-        progress.set_message(format!("loss {loss:.4}"));
         progress.inc(1);
 
         if settings.eval_every > 0 && done % settings.eval_every == 0 && done < total {
@@ -432,9 +497,10 @@ pub fn train_loop<O: Objective>(model: CausalLm, run: Run<'_, O>) -> Result<Loop
     })
 }
 
-/// The gradients of optimizer step `step`: `grad_accum` micro-batches of `batch_size` examples
-/// each, whose summed losses are divided by the step's normaliser, so the gradient is that of the
-/// mean over the step's examples.
+/// The gradients of one optimizer step over `step_items`: micro-batches of `batch_size` examples
+/// (`grad_accum` of them for a full step), each micro-batch's summed loss divided by its
+/// normaliser times the number of micro-batches, so the gradient is that of the mean over the
+/// step's micro-batches.
 ///
 /// Each micro-batch is split into shards ([`Replicas`]); each shard runs forward and backward on
 /// its own replica of the model (gradient checkpointing, a setting of the model, carries over),
@@ -444,9 +510,8 @@ pub fn train_loop<O: Objective>(model: CausalLm, run: Run<'_, O>) -> Result<Loop
 fn step_gradients<O: Objective>(
     model: &CausalLm,
     objective: &mut O,
-    train: &[O::Example],
+    step_items: &[Item<'_, O::Example>],
     settings: &LoopSettings,
-    step: usize,
 ) -> Result<(GradientsParams, O::Outputs)> {
     let devices = match &settings.replicas {
         Replicas::Devices(devices) if devices.len() > 1 => Some(devices.as_slice()),
@@ -471,19 +536,10 @@ fn step_gradients<O: Objective>(
     let mut sums: Vec<GradientsAccumulator<CausalLm>> = (0..sum_count)
         .map(|_| GradientsAccumulator::new())
         .collect();
-    for micro in 0..settings.grad_accum {
-        let first = (step * settings.grad_accum + micro) * settings.batch_size;
-        let items: Vec<Item<'_, O::Example>> = (first..first + settings.batch_size)
-            .map(|position| {
-                let key = example_at(position, train.len(), settings.seed);
-                Item {
-                    key,
-                    example: &train[key],
-                }
-            })
-            .collect();
-        objective.prepare(&items)?;
-        let divisor = objective.normalizer(&items) * settings.grad_accum as f64;
+    let micro_batches = step_items.len().div_ceil(settings.batch_size);
+    for items in step_items.chunks(settings.batch_size) {
+        objective.prepare(items)?;
+        let divisor = objective.normalizer(items) * micro_batches as f64;
         let parts = match devices {
             Some(devices) => devices.len(),
             None if softalign_model::device::is_cpu(&model.embed_tokens.val().device()) => {
@@ -616,15 +672,7 @@ fn save<O: Objective>(
     history: &[MetricRecord],
 ) -> Result<PathBuf> {
     if !weights_finite(model) {
-        let per_step = settings.examples_per_step();
-        return Err(TrainError::NonFinite {
-            step,
-            what: "the updated weights",
-            value: f64::NAN,
-            first: step.saturating_sub(1) * per_step,
-            end: step * per_step,
-            kept: newest_checkpoint(&settings.out_dir),
-        });
+        return Err(weights_not_finite(settings, step));
     }
     let state = TrainerState {
         step,
