@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use clap::Args;
 use softalign_model::{
-    ChatMessage, GenerationConfig, Sampling, TextStream, generate, load_pretrained_with_adapter,
+    ChatMessage, GenerationConfig, Sampling, TextStream, generate, load_pretrained_with_adapter_as,
 };
 
 /// Flags of `softalign generate`.
@@ -49,6 +49,8 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[command(flatten)]
+    quantize: crate::device::QuantizeArg,
+    #[command(flatten)]
     device: crate::device::DeviceArg,
 }
 
@@ -57,7 +59,12 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let sampling = Sampling::new(args.temperature, args.top_p, args.top_k)?;
     let device = args.device.open("generate")?;
     let started = Instant::now();
-    let loaded = load_pretrained_with_adapter(&args.model, args.adapter.as_deref(), &device)?;
+    let loaded = load_pretrained_with_adapter_as(
+        &args.model,
+        args.adapter.as_deref(),
+        &device,
+        args.quantize.format(),
+    )?;
     eprintln!(
         "softalign: loaded {} ({} layers, width {}) in {:.1} s",
         args.model.display(),

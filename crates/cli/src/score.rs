@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde_json::Value;
-use softalign_model::{TextScore, load_pretrained_with_adapter, score_text};
+use softalign_model::{TextScore, load_pretrained_with_adapter_as, score_text};
 
 /// Flags of `softalign score`.
 #[derive(Debug, Args)]
@@ -34,6 +34,8 @@ pub struct ScoreArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    quantize: crate::device::QuantizeArg,
+    #[command(flatten)]
     device: crate::device::DeviceArg,
 }
 
@@ -48,7 +50,12 @@ pub fn run(args: ScoreArgs) -> Result<()> {
         bail!("--max-length: must be at least 1");
     }
     let device = args.device.open("score")?;
-    let loaded = load_pretrained_with_adapter(&args.model, args.adapter.as_deref(), &device)?;
+    let loaded = load_pretrained_with_adapter_as(
+        &args.model,
+        args.adapter.as_deref(),
+        &device,
+        args.quantize.format(),
+    )?;
     let context = loaded.model.config.max_position_embeddings;
     let limit = args.max_length.unwrap_or(context);
     for (at, text) in &texts {

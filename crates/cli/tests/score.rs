@@ -216,3 +216,86 @@ fn expected_base_sum(folder: &Path) -> f64 {
     let got: Value = serde_json::from_slice(&output.stdout).unwrap();
     got["texts"][0]["sum_logp"].as_f64().unwrap()
 }
+
+fn sum_logp(model: &Path, quantize: &str) -> f64 {
+    let output = softalign(&[
+        "score",
+        "--model",
+        model.to_str().unwrap(),
+        "--quantize",
+        quantize,
+        "--text",
+        "The quick brown fox jumps over the lazy dog.",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    json["texts"][0]["sum_logp"].as_f64().unwrap()
+}
+
+#[test]
+fn quantize_keeps_scores_near_the_f32_model_and_rejects_unknown_formats() {
+    let model = golden("hf-tiny-llama");
+    let f32_score = sum_logp(&model, "none");
+    // Q8_0 rounds each weight to 1/254 of its block's range: the score moves, a little.
+    let q8 = sum_logp(&model, "q8_0");
+    assert!(
+        q8 != f32_score,
+        "q8_0 changed nothing: the weights were not quantized"
+    );
+    assert!(
+        (q8 - f32_score).abs() < 0.01 * f32_score.abs(),
+        "q8_0 {q8} vs f32 {f32_score}"
+    );
+    let q4 = sum_logp(&model, "q4_0");
+    assert!(
+        (q4 - f32_score).abs() < 0.1 * f32_score.abs(),
+        "q4_0 {q4} vs f32 {f32_score}"
+    );
+    // The tiny model's widths (64, 96) are not whole Q4_K super-blocks of 256: they stay f32.
+    assert_eq!(sum_logp(&model, "q4_k"), f32_score);
+    // A GGUF's f32 linear weights are quantized at load too.
+    let gguf = golden("hf-tiny-llama31").join("model.f32.gguf");
+    assert!(sum_logp(&gguf, "q8_0").is_finite());
+
+    let bad = softalign(&[
+        "score",
+        "--model",
+        model.to_str().unwrap(),
+        "--quantize",
+        "q3_x",
+        "--text",
+        "hi",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("--quantize"), "{}", stderr(&bad));
+}
+
+#[test]
+fn bench_generate_reports_prefill_and_decode_on_quantized_weights() {
+    let gguf = golden("hf-tiny-llama31").join("model.f32.gguf");
+    let output = softalign(&[
+        "bench",
+        "generate",
+        "--model",
+        gguf.to_str().unwrap(),
+        "--quantize",
+        "q8_0",
+        "--prompt-tokens",
+        "16",
+        "--tokens",
+        "4",
+        "--repeats",
+        "1",
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for key in ["prefill_tokens_per_s", "decode_tokens_per_s"] {
+        assert!(json[key].as_f64().unwrap() > 0.0, "{key}: {json}");
+    }
+    assert!(json["peak_rss_bytes"].as_u64().is_some());
+    assert!(json["cpu"].as_str().is_some() && json["device"] == "cpu");
+    // Every linear weight of the 2-layer model (7 per block) stays quantized.
+    assert_eq!(json["quantized_weights"], 14);
+}

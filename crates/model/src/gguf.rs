@@ -737,8 +737,7 @@ impl GgufFile {
     ) -> Result<WeightMap> {
         crate::guard::check_layers_fit(config, self.tensors.len(), &self.path)?;
         let family = config.family;
-        // (GGUF name, Hugging Face name, shape, Q/K heads to unpermute, a block's linear weight)
-        let mut wanted: Vec<(String, String, Vec<usize>, Option<usize>, bool)> = Vec::new();
+        let mut wanted: Vec<Wanted> = Vec::new();
         for row in family.model_tensors() {
             if row.slot == Slot::Head && config.tie_word_embeddings {
                 continue;
@@ -840,6 +839,10 @@ impl GgufFile {
         Ok(map)
     }
 }
+
+/// A tensor [`GgufFile::model_weights_as`] reads: GGUF name, Hugging Face name, shape, the Q/K
+/// heads to unpermute, and whether it is a block's linear weight.
+type Wanted = (String, String, Vec<usize>, Option<usize>, bool);
 
 /// Undoes llama.cpp's `permute` of Q/K weights: within each head, llama.cpp stores row
 /// `2i + s` what Hugging Face stores at row `s·d/2 + i` (d the head width, s ∈ {0, 1}).

@@ -80,7 +80,12 @@ impl WeightMap {
         };
         let matrix = match (self.quantized.remove(name), self.quantize_to) {
             (Some(matrix), _) => matrix,
-            (None, Some(kind)) if self.tensors.contains_key(name) => {
+            // A width that is not a whole number of the format's blocks stays f32 (as llama.cpp
+            // falls back to another type for such tensors).
+            (None, Some(kind))
+                if self.tensors.contains_key(name)
+                    && expected[1].is_multiple_of(kind.block().0) =>
+            {
                 let tensor = self.take(name, &expected)?;
                 crate::quant::quantize(kind, &tensor.data, expected[0], expected[1]).map_err(bad)?
             }

@@ -279,6 +279,13 @@ struct SharedOut(*mut f32);
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
+impl SharedOut {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// `y[rows, out] = x[rows, in]·Wᵀ`, one task per tile of weight rows.
 fn tiled_forward(isa: Isa, weight: &QuantizedMatrix, x: &[f32], rows: usize, y: &mut [f32]) {
     let [out, cols] = weight.shape();
@@ -291,7 +298,6 @@ fn tiled_forward(isa: Isa, weight: &QuantizedMatrix, x: &[f32], rows: usize, y: 
             let n = o1 - o0;
             decoded.resize(n * cols, 0.0);
             decode_on(isa, weight.kind(), weight.rows_bytes(o0..o1), decoded);
-            let y_out = y_out;
             // SAFETY: `x` is `[rows, cols]`, `decoded` is `[n, cols]` read as its transpose
             // (`cols × n`, column stride `cols`), and the destination is columns `o0..o1` of
             // `y: [rows, out]`, which no other task writes.
@@ -300,7 +306,7 @@ fn tiled_forward(isa: Isa, weight: &QuantizedMatrix, x: &[f32], rows: usize, y: 
                     rows,
                     n,
                     cols,
-                    y_out.0.add(o0),
+                    y_out.get().add(o0),
                     1,
                     out as isize,
                     false,
@@ -344,7 +350,6 @@ fn tiled_backward(isa: Isa, weight: &QuantizedMatrix, dy: &[f32], rows: usize, d
                     values,
                 );
             }
-            let dx_out = dx_out;
             // SAFETY: `dy` is `[rows, out]`, `decoded` is `W[:, c0..c1]` as `[out, width]`,
             // and the destination is columns `c0..c1` of `dx: [rows, cols]`, which no other
             // task writes.
@@ -353,7 +358,7 @@ fn tiled_backward(isa: Isa, weight: &QuantizedMatrix, dy: &[f32], rows: usize, d
                     rows,
                     width,
                     out,
-                    dx_out.0.add(b0 * per_block),
+                    dx_out.get().add(b0 * per_block),
                     1,
                     cols as isize,
                     false,
